@@ -1,0 +1,659 @@
+"""The ``attn-search`` command line: a thin adapter over the public Python API.
+
+Each command parses its arguments, calls one public library function, and prints the result::
+
+    attn-search run --dataset digits --trials 10      # attn_search.run_search(RunConfig(...))
+    attn-search leaderboard RUN_DIR --top 5           # attn_search.leaderboard.read_leaderboard
+    attn-search export RUN_DIR --format tflite --to model.tflite   # attn_search.export.export_model
+    attn-search report RUN_DIR                        # attn_search.report.write_report
+    attn-search datasets                              # attn_search.datasets.available
+    attn-search spaces                                # attn_search.spaces.list_spaces
+
+Start-up stays fast: ``--help``, ``--version`` and argument errors never import TensorFlow or
+Keras; the handlers import what they need when they run.
+
+Exit codes: 0 success; 1 a run or command failed (e.g. every trial failed, an export could not
+be converted); 2 bad usage or bad input (unknown option, unknown dataset or space, a folder that
+holds another run); 130 interrupted with Ctrl-C. Errors are one line on stderr,
+``attn-search: error: <message>``; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from attn_search import __version__
+from attn_search.errors import (
+    AttnSearchError,
+    ConfigError,
+    DatasetError,
+    RunDirError,
+    SearchSpaceError,
+)
+
+__all__ = ["main", "build_parser"]
+
+PROG = "attn-search"
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Errors that mean "what you typed or pointed at is wrong": usage-style exit code.
+_BAD_INPUT = (ConfigError, DatasetError, SearchSpaceError, RunDirError)
+
+ENGINES = ("optuna", "keras-tuner")
+TUNERS = ("random", "bayesian", "hyperband", "grid")
+FAMILIES = ("attention", "plain", "matched")
+EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
+
+
+class _UsageError(Exception):
+    """An argument error found by the parser; carries the one-line message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, ``attn-search: error: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse hook
+        # "argument --trials: --trials must be ..." -> "--trials must be ...": our argument
+        # types already name the option.
+        match = re.match(r"argument ([^:]+): (.*)$", message, flags=re.S)
+        if match:
+            names = match.group(1).split("/")
+            if any(match.group(2).startswith(name + " ") for name in names):
+                message = match.group(2)
+        raise _UsageError(message)
+
+
+# --------------------------------------------------------------------------- argument types
+def _positive_int(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a positive integer. Received: {name}={text!r}"
+            ) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a positive integer. Received: {name}={value}"
+            )
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def _non_negative_int(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a non-negative integer. Received: {name}={text!r}"
+            ) from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a non-negative integer. Received: {name}={value}"
+            )
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def _positive_float(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a positive number. Received: {name}={text!r}"
+            ) from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a positive number. Received: {name}={text}"
+            )
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    """``32`` -> (32, 32); ``32x48`` or ``32,48`` -> (32, 48) (height, width)."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            "--image-size must be SIZE or HEIGHTxWIDTH with positive integers, e.g. 32 or "
+            f"32x48. Received: --image-size={text!r}"
+        )
+    return values[0], values[1]
+
+
+def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
+    """A case-insensitive choice whose error names the option and echoes the value."""
+
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            allowed = ", ".join(choices)
+            raise argparse.ArgumentTypeError(
+                f"{name} must be one of {allowed}. Received: {name}={text!r}"
+            )
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+# --------------------------------------------------------------------------- the parser
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the ``attn-search`` argument parser (no heavy imports)."""
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Search where, and how, a self-attention layer should go in a convnet, and compare "
+            "it honestly against plain-conv baselines."
+        ),
+        epilog=(
+            "Exit codes: 0 success, 1 the command failed, 2 bad usage or input, "
+            "130 interrupted. Run 'attn-search COMMAND --help' for a command's options."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", default=False, help="show tracebacks on errors"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    # --debug is accepted before or after the command; SUPPRESS keeps the subparser from
+    # overwriting a top-level --debug with its default.
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
+
+    _add_run_parser(commands, common)
+
+    p = commands.add_parser(
+        "leaderboard",
+        parents=[common],
+        help="print a run's leaderboard (or its comparison)",
+        description="Print a run's leaderboard, best trial first, as a readable table.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'attn-search run'")
+    p.add_argument("--top", type=_positive_int("--top"), default=None, help="show the best N rows")
+    p.add_argument(
+        "--family",
+        type=_choice("--family", FAMILIES),
+        default=None,
+        help="only this family: attention, plain or matched",
+    )
+    p.add_argument(
+        "--comparison",
+        action="store_true",
+        help="print comparison.csv (attention against its baselines) instead",
+    )
+    p.set_defaults(handler=_cmd_leaderboard)
+
+    p = commands.add_parser(
+        "export",
+        parents=[common],
+        help="export a run's best model (.keras, SavedModel, TFLite)",
+        description=(
+            "Export a run's best model. keras: a .keras file (load it after 'import "
+            "attn_search'); savedmodel: a TensorFlow SavedModel folder that loads with "
+            "tf.saved_model.load without attn_search; tflite: a TensorFlow Lite flatbuffer."
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'attn-search run'")
+    p.add_argument(
+        "--format",
+        dest="format",
+        type=_choice("--format", EXPORT_FORMATS),
+        required=True,
+        help="keras, savedmodel or tflite",
+    )
+    p.add_argument("--to", required=True, metavar="PATH", help="where to write the export")
+    p.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
+    p.set_defaults(handler=_cmd_export)
+
+    p = commands.add_parser(
+        "report",
+        parents=[common],
+        help="write a run's report (report.md and plots) into its folder",
+        description="Write report.md (and plots, when matplotlib is installed) into RUN_DIR.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'attn-search run'")
+    p.set_defaults(handler=_cmd_report)
+
+    p = commands.add_parser(
+        "datasets",
+        parents=[common],
+        help="list the built-in dataset names",
+        description=(
+            "List the built-in dataset names. --dataset also accepts a folder of images (one "
+            "sub-folder per class) or an .npz file."
+        ),
+    )
+    p.set_defaults(handler=_cmd_datasets)
+
+    p = commands.add_parser(
+        "spaces",
+        parents=[common],
+        help="list the shipped search spaces",
+        description="List the search spaces shipped with attn-search. --space also accepts a "
+        "path to your own YAML file.",
+    )
+    p.set_defaults(handler=_cmd_spaces)
+    return parser
+
+
+def _add_run_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser(
+        "run",
+        parents=[common],
+        help="search attention placements on a dataset and compare them with baselines",
+        description=(
+            "Search where and how to place self-attention on a dataset, with plain and "
+            "parameter-matched baselines, retrain the finalists with several seeds, and write "
+            "leaderboard.csv, comparison.csv, best_model.keras, config.yaml and run.json to "
+            "the run folder. Re-running the same command on the same folder resumes it."
+        ),
+    )
+    what = p.add_argument_group("what to search")
+    what.add_argument(
+        "--dataset",
+        default="digits",
+        help="a built-in name (see 'attn-search datasets'), a folder of images or an .npz "
+        "file. Defaults to digits.",
+    )
+    what.add_argument(
+        "--space",
+        default="default",
+        help="a shipped search space (see 'attn-search spaces') or a YAML path. "
+        "Defaults to default.",
+    )
+    what.add_argument(
+        "--limit",
+        type=_positive_int("--limit"),
+        default=None,
+        help="use at most N examples of the dataset (quick tries)",
+    )
+    what.add_argument(
+        "--image-size",
+        type=_image_size,
+        default=None,
+        metavar="HxW",
+        help="resize images, e.g. 32 or 32x48",
+    )
+
+    how = p.add_argument_group("how to search")
+    how.add_argument(
+        "--engine",
+        type=_choice("--engine", ENGINES),
+        default="optuna",
+        help="optuna or keras-tuner. Defaults to optuna.",
+    )
+    how.add_argument(
+        "--tuner",
+        type=_choice("--tuner", TUNERS),
+        default="random",
+        help="keras-tuner only: random, bayesian, hyperband or grid. Defaults to random.",
+    )
+    how.add_argument(
+        "--sampler", default="tpe", help="optuna only: the sampler (e.g. tpe, random). "
+        "Defaults to tpe."
+    )
+    how.add_argument(
+        "--pruner",
+        default="median",
+        help="optuna only: the pruner (e.g. median, hyperband, none). Defaults to median.",
+    )
+    how.add_argument("--seed", type=_non_negative_int("--seed"), default=0, help="Defaults to 0.")
+
+    budget = p.add_argument_group("budget")
+    budget.add_argument(
+        "--trials", type=_positive_int("--trials"), default=10, help="search trials. Defaults "
+        "to 10."
+    )
+    budget.add_argument(
+        "--max-epochs",
+        type=_positive_int("--max-epochs"),
+        default=None,
+        help="cap on training epochs per trial",
+    )
+    budget.add_argument(
+        "--time-budget",
+        type=_positive_float("--time-budget"),
+        default=None,
+        metavar="SECONDS",
+        help="stop starting new trials after this many seconds",
+    )
+    budget.add_argument(
+        "--finalists",
+        type=_non_negative_int("--finalists"),
+        default=3,
+        help="attention configurations retrained with --repeats seeds beside their baselines "
+        "(0: none). Defaults to 3.",
+    )
+    budget.add_argument(
+        "--repeats",
+        type=_positive_int("--repeats"),
+        default=3,
+        help="seeds per finalist. Defaults to 3.",
+    )
+    budget.add_argument(
+        "--memory-budget-mb",
+        type=_positive_float("--memory-budget-mb"),
+        default=None,
+        metavar="MB",
+        help="skip configurations whose attention maps would need more memory",
+    )
+
+    where = p.add_argument_group("where to write")
+    where.add_argument(
+        "--out",
+        default=None,
+        metavar="RUN_DIR",
+        help="the run folder. Defaults to results/<dataset>-<timestamp>/.",
+    )
+    where.add_argument(
+        "--resume", action="store_true", help="continue the run in --out (same configuration)"
+    )
+    where.add_argument(
+        "--overwrite", action="store_true", help="replace a run folder holding another run"
+    )
+    where.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="optuna only: a storage URL (e.g. postgresql://...) shared by several workers. "
+        "Defaults to study.db in the run folder.",
+    )
+    where.add_argument("--study", default=None, metavar="NAME", help="optuna only: study name")
+
+    out = p.add_argument_group("output")
+    loud = out.add_mutually_exclusive_group()
+    loud.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="show Keras' per-epoch output (-vv: per batch)",
+    )
+    loud.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress; print only the run folder (for scripts)",
+    )
+    p.set_defaults(handler=_cmd_run)
+
+
+# --------------------------------------------------------------------------- handlers
+def _quiet_tensorflow(args: argparse.Namespace) -> None:
+    # TensorFlow's C++ start-up chatter hides the progress lines; keep it unless asked.
+    if not getattr(args, "debug", False) and not getattr(args, "verbose", 0):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _run_config(args: argparse.Namespace) -> Any:
+    """Builds and validates the RunConfig (cheap: the runner module does not import TF)."""
+    from attn_search.runner import RunConfig
+
+    config = RunConfig(
+        dataset=args.dataset,
+        space=args.space,
+        engine=args.engine,
+        tuner=args.tuner,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        trials=args.trials,
+        max_epochs=args.max_epochs,
+        time_budget=args.time_budget,
+        seed=args.seed,
+        finalists=args.finalists,
+        repeats=args.repeats,
+        out=args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        storage=args.storage,
+        study=args.study,
+        limit=args.limit,
+        image_size=args.image_size,
+        memory_budget_mb=args.memory_budget_mb,
+        verbose=args.verbose,
+        quiet=args.quiet,
+    )
+    config.validate()
+    return config
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    """Rejects unknown dataset and space names before TensorFlow is imported.
+
+    A value that names an existing file or folder is left to the loaders.
+    """
+    if not os.path.exists(args.space):
+        from attn_search.spaces import list_spaces
+
+        names = [s["name"] for s in list_spaces()]
+        looks_like_path = args.space.endswith((".yaml", ".yml")) or os.sep in args.space
+        if args.space not in names:
+            if looks_like_path:
+                raise SearchSpaceError(
+                    f"`space` file does not exist. Received: space={args.space!r}"
+                )
+            raise SearchSpaceError(
+                f"`space` must be a shipped search space ({', '.join(names)}) or the path "
+                f"of a YAML file. Received: space={args.space!r}"
+            )
+    if not os.path.exists(args.dataset):
+        names = _dataset_names()
+        if names is not None and args.dataset not in names:
+            raise DatasetError(
+                f"`dataset` must be a built-in name ({', '.join(names)}), a folder of images "
+                f"or an .npz file. Received: dataset={args.dataset!r}"
+            )
+
+
+def _dataset_names() -> list[str] | None:
+    """The built-in dataset names."""
+    from attn_search.datasets import available
+
+    return [d["name"] for d in available()]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = _run_config(args)
+    _check_names(args)
+    _quiet_tensorflow(args)
+    import attn_search.layers  # noqa: F401 - registers the layer before any model is loaded
+    from attn_search.runner import run_search
+
+    result = run_search(config)
+    status = str(getattr(result, "status", "complete"))
+    if args.quiet:
+        print(result.run_dir)
+    else:
+        _print_run_summary(result)
+    if status in ("interrupted",):
+        return EXIT_INTERRUPTED
+    if status in ("failed", "error"):
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _print_run_summary(result: Any) -> None:
+    from attn_search.leaderboard import format_table
+
+    print()
+    print(f"Run folder: {result.run_dir} (status: {result.status})")
+    leaderboard = getattr(result, "leaderboard", None)
+    if leaderboard is not None and len(leaderboard):
+        print()
+        print("Leaderboard (best 10; all trials in leaderboard.csv):")
+        print(format_table(leaderboard, top=10))
+    comparison = getattr(result, "comparison", None)
+    if comparison is not None and len(comparison):
+        print()
+        print("Comparison (comparison.csv):")
+        print(format_table(comparison))
+    if getattr(result, "best_model_path", None):
+        print()
+        print(f"Best model: {result.best_model_path}")
+        print(
+            f"Export it: attn-search export {result.run_dir} --format savedmodel "
+            f"--to best_savedmodel"
+        )
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from attn_search import leaderboard as lb
+
+    if args.comparison:
+        table = lb.read_comparison(args.run_dir)
+    else:
+        table = lb.read_leaderboard(args.run_dir)
+    if args.family is not None:
+        if "family" not in table.columns:
+            raise RunDirError(
+                f"The table in {args.run_dir} has no 'family' column; cannot filter by "
+                f"--family. Received: --family={args.family}"
+            )
+        table = table[table["family"] == args.family]
+    if not len(table):
+        what = f"family {args.family!r}" if args.family else "any trial"
+        print(f"No rows for {what} in {args.run_dir}.")
+        return EXIT_OK
+    print(lb.format_table(table, top=args.top))
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    _quiet_tensorflow(args)
+    from attn_search.export import export_model
+
+    path = export_model(args.run_dir, args.format, args.to, overwrite=args.overwrite)
+    print(f"Exported {args.format} model to {path}")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    _quiet_tensorflow(args)
+    from attn_search.report import write_report
+
+    path = write_report(args.run_dir)
+    print(f"Report written to {path}")
+    return EXIT_OK
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from attn_search.datasets import available
+
+    rows = available()
+    print(_format_rows(rows, ["name", "shape", "classes", "size", "download", "description"]))
+    return EXIT_OK
+
+
+def _cmd_spaces(args: argparse.Namespace) -> int:
+    from attn_search.spaces import list_spaces
+
+    rows = list_spaces()
+    print(_format_rows(rows, ["name", "description", "path"]))
+    return EXIT_OK
+
+
+def _format_rows(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    """A plain aligned text table of ``rows`` (list of dicts), without pandas."""
+    if not rows:
+        return "(none)"
+    columns = [c for c in columns if any(c in r for r in rows)] or list(rows[0])
+
+    def cell(value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, (tuple, list)):
+            return "x".join(str(v) for v in value)
+        return "" if value is None else str(value)
+
+    table = [[c for c in columns]] + [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    lines = []
+    for row in table:
+        line = "  ".join(text.ljust(width) for text, width in zip(row, widths))
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- entry point
+def _error(message: str) -> None:
+    # One line: collapse any newlines a library message may carry.
+    text = " ".join(str(message).split())
+    print(f"{PROG}: error: {text}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``attn-search`` with ``argv`` (defaults to ``sys.argv[1:]``).
+
+    Args:
+        argv: the arguments, without the program name.
+
+    Returns:
+        The exit code: 0 success, 1 failure, 2 bad usage or input, 130 interrupted.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        _error(exc)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help, --version
+        return int(exc.code or 0)
+    debug = bool(getattr(args, "debug", debug))
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        _error("a command is required: run, leaderboard, export, report, datasets or spaces. "
+               "See 'attn-search --help'.")
+        return EXIT_USAGE
+    try:
+        return int(handler(args) or 0)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except AttnSearchError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(exc)
+        return EXIT_USAGE if isinstance(exc, _BAD_INPUT) else EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        if debug:
+            traceback.print_exc()
+            _error(f"{type(exc).__name__}: {exc}")
+        else:
+            _error(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
