@@ -73,7 +73,7 @@ def load_best_model(run_dir: str | os.PathLike | Any) -> Any:
         run_dir: a run folder written by `attn_search.run_search`, or a `RunResult`.
 
     Returns:
-        The compiled `keras.Model`.
+        The `keras.Model` (not compiled: for inference and export).
 
     Raises:
         RunDirError: see `find_best_model`.
@@ -177,7 +177,8 @@ def _load_keras(path: pathlib.Path) -> Any:
 
     import attn_search.layers  # noqa: F401 - registers SelfAttentionConv2D before loading
 
-    return keras.models.load_model(path, safe_mode=True)
+    # compile=False: exports need the forward pass only, not the optimizer state.
+    return keras.models.load_model(path, safe_mode=True, compile=False)
 
 
 def _export_savedmodel(model: Any, path: pathlib.Path) -> None:

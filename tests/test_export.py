@@ -1,0 +1,224 @@
+"""attn_search.export: every format gives the run's predictions; bad input gets a clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attn_search.errors import ConfigError, RunDirError
+from attn_search.export import export_model, find_best_model, load_best_model
+
+
+def _tiny_model():
+    import keras
+
+    from attn_search import SelfAttentionConv2D
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    x = SelfAttentionConv2D(num_heads=2, gamma=0.5)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A small run folder: best_model.keras (with the attention layer) and leaderboard.csv."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    path = tmp_path_factory.mktemp("run")
+    model = _tiny_model()
+    model.save(path / "best_model.keras")
+    pd.DataFrame(
+        {"trial": [0, 1], "family": ["attention", "plain"], "val_accuracy": [0.9, 0.8]}
+    ).to_csv(path / "leaderboard.csv", index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return np.random.default_rng(0).random((5, 8, 8, 1)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def expected(run_dir, batch):
+    return load_best_model(run_dir).predict(batch, verbose=0)
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_keras_export_is_the_best_model(run_dir, batch, expected, tmp_path):
+    import keras
+
+    to = tmp_path / "sub" / "model.keras"
+    path = export_model(run_dir, "keras", to)
+    assert path == to
+    assert to.read_bytes() == (run_dir / "best_model.keras").read_bytes()
+    model = keras.models.load_model(to, safe_mode=True, compile=False)
+    np.testing.assert_allclose(model.predict(batch, verbose=0), expected, rtol=1e-6, atol=1e-6)
+    assert _leftovers(to.parent) == []
+
+
+def test_savedmodel_loads_without_attn_search(run_dir, batch, expected, tmp_path):
+    to = tmp_path / "saved"
+    to.mkdir()
+    (to / "junk.txt").write_text("old export")
+    with pytest.raises(ConfigError) as info:
+        export_model(run_dir, "savedmodel", to)
+    assert str(info.value) == (
+        "`to` already exists; choose another path or pass overwrite=True (--overwrite) to "
+        f"replace it. Received: to='{to}'"
+    )
+    path = export_model(run_dir, "SavedModel", to, overwrite=True)
+    assert path == to
+    assert (to / "saved_model.pb").is_file()
+    assert not (to / "junk.txt").exists()
+    assert _leftovers(tmp_path) == []
+
+    np.save(tmp_path / "x.npy", batch)
+    # A fresh interpreter in which attn_search cannot be imported at all.
+    script = textwrap.dedent(
+        f"""
+        import sys, json
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "attn_search":
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        import tensorflow as tf
+        loaded = tf.saved_model.load({str(to)!r})
+        y = loaded.serve(tf.constant(np.load({str(tmp_path / "x.npy")!r}))).numpy()
+        assert not [m for m in sys.modules if m.split(".")[0] == "attn_search"]
+        print(json.dumps(y.tolist()))
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.array(json.loads(proc.stdout.strip().splitlines()[-1]), dtype="float32")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_tflite_gives_the_same_predictions(run_dir, batch, expected, tmp_path):
+    import warnings
+
+    import tensorflow as tf
+
+    to = tmp_path / "model.tflite"
+    assert export_model(run_dir, "tflite", to) == to
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        interpreter = tf.lite.Interpreter(model_path=str(to))
+    detail = interpreter.get_input_details()[0]
+    assert list(detail["shape_signature"]) == [-1, 8, 8, 1]
+    interpreter.resize_tensor_input(detail["index"], batch.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], batch)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert _leftovers(tmp_path) == []
+
+
+def test_accepts_a_run_result_and_defaults_the_destination(run_dir):
+    result = types.SimpleNamespace(run_dir=run_dir)
+    path = export_model(result, "keras", overwrite=True)
+    assert path == run_dir / "export" / "best_model.keras"
+    assert path.read_bytes() == (run_dir / "best_model.keras").read_bytes()
+
+
+def test_failed_export_leaves_nothing_behind(run_dir, tmp_path, monkeypatch):
+    import attn_search.export as export
+
+    def broken(model, path):
+        path.mkdir()
+        (path / "half-written").write_text("x")
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(export, "_export_savedmodel", broken)
+    with pytest.raises(RuntimeError, match="^conversion failed$"):
+        export_model(run_dir, "savedmodel", tmp_path / "saved")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_run_dir(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(RunDirError) as info:
+        export_model(missing, "keras", tmp_path / "m.keras")
+    assert str(info.value) == f"`run_dir` does not exist. Received: run_dir='{missing}'"
+
+
+def test_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(RunDirError) as info:
+        find_best_model(tmp_path)
+    assert str(info.value) == (
+        "`run_dir` is not an attn-search run folder (it has no run.json, config.yaml, "
+        f"leaderboard.csv or best_model.keras). Received: run_dir='{tmp_path}'"
+    )
+
+
+def test_run_without_best_model(tmp_path):
+    (tmp_path / "run.json").write_text("{}")
+    with pytest.raises(RunDirError) as info:
+        export_model(tmp_path, "tflite", tmp_path / "m.tflite")
+    assert str(info.value) == (
+        "`run_dir` holds no best model yet (best_model.keras is missing: no trial has "
+        f"completed). Received: run_dir='{tmp_path}'"
+    )
+
+
+def test_a_file_is_not_a_run_dir(tmp_path):
+    path = tmp_path / "leaderboard.csv"
+    path.write_text("a,b\n")
+    with pytest.raises(RunDirError) as info:
+        export_model(path, "keras", tmp_path / "m.keras")
+    assert str(info.value) == (
+        f"`run_dir` must be a run folder, not a file. Received: run_dir='{path}'"
+    )
+
+
+def test_unknown_format(run_dir, tmp_path):
+    with pytest.raises(ConfigError) as info:
+        export_model(run_dir, "onnx", tmp_path / "m.onnx")
+    assert str(info.value) == (
+        "`format` must be one of 'keras', 'savedmodel' or 'tflite'. Received: format='onnx'"
+    )
+
+
+def test_keras_format_needs_keras_suffix(run_dir, tmp_path):
+    to = tmp_path / "model.h5"
+    with pytest.raises(ConfigError) as info:
+        export_model(run_dir, "keras", to)
+    assert str(info.value) == (
+        "`to` must end in '.keras' for format='keras' (Keras loads .keras files only). "
+        f"Received: to='{to}'"
+    )
+    assert not to.exists()
+
+
+def test_refuses_to_overwrite_the_best_model_itself(run_dir):
+    to = run_dir / "best_model.keras"
+    with pytest.raises(ConfigError) as info:
+        export_model(run_dir, "keras", to, overwrite=True)
+    assert str(info.value) == (
+        f"`to` is the run's own best model; choose another path. Received: to='{to}'"
+    )
