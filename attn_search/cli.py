@@ -65,6 +65,13 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse hook
         # "argument --trials: --trials must be ..." -> "--trials must be ...": our argument
         # types already name the option.
+        # Unknown command: argparse's wording (quotes) differs across Python versions.
+        command = re.match(r"argument COMMAND: invalid choice: '?([^' ]*)'?", message)
+        if command:
+            message = (
+                f"unknown command {command.group(1)!r}: choose from run, leaderboard, export, "
+                "report, datasets or spaces"
+            )
         match = re.match(r"argument ([^:]+): (.*)$", message, flags=re.S)
         if match:
             names = match.group(1).split("/")

@@ -1,0 +1,288 @@
+"""The `attn-search` command line: in-process for logic, a few subprocesses for the wiring."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from attn_search import __version__
+from attn_search.cli import main
+from attn_search.errors import DatasetError, RunDirError, TrialFailedError
+
+SUBCOMMANDS = ["run", "leaderboard", "export", "report", "datasets", "spaces"]
+
+
+def _python_env() -> dict:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+
+
+def _console_script() -> pathlib.Path:
+    return pathlib.Path(sys.executable).parent / "attn-search"
+
+
+def _run_cli(*args: str, timeout: float = 300, cwd=None) -> subprocess.CompletedProcess:
+    """Runs the installed console script (or `python -m attn_search` if it is missing)."""
+    script = _console_script()
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "attn_search"]
+    return subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        env=_python_env(),
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+# --------------------------------------------------------------------------- start-up speed
+def test_help_version_and_usage_errors_do_not_import_tensorflow():
+    """--help, --version and argument errors answer without TensorFlow or Keras."""
+    argvs = [
+        ["--help"],
+        ["--version"],
+        *[[command, "--help"] for command in SUBCOMMANDS],
+        ["run", "--trials", "0"],
+        ["run", "--engine", "pytorch"],
+        ["run", "--tuner", "annealing"],
+        ["export", "somewhere", "--format", "onnx", "--to", "x"],
+        ["leaderboard"],
+        [],
+    ]
+    # The console script imports attn_search with argv[0] == "attn-search"; do the same.
+    script = textwrap.dedent(
+        f"""
+        import contextlib, io, json, sys
+        sys.argv[0] = "attn-search"
+        from attn_search.cli import main
+        codes = []
+        for argv in {argvs!r}:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                codes.append(main(argv))
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras",
+                       "keras_tuner", "optuna", "jax", "torch"))
+        print(json.dumps({{"codes": codes, "heavy": heavy}}))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=_python_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["heavy"] == []
+    assert result["codes"] == [0, 0] + [0] * len(SUBCOMMANDS) + [2, 2, 2, 2, 2, 2]
+
+
+def test_console_script_version():
+    proc = _run_cli("--version", timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"attn-search {__version__}\n", "")
+
+
+# --------------------------------------------------------------------------- help
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_command_has_help(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: attn-search {command} [-h] [--debug]")
+
+
+def test_top_level_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: attn-search [-h] [--version] [--debug] COMMAND ...")
+    for command in SUBCOMMANDS:
+        assert f"\n    {command}" in out
+
+
+def test_run_help_lists_every_run_config_flag(capsys):
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    flags = [
+        "--dataset", "--space", "--engine", "--tuner", "--sampler", "--pruner", "--trials",
+        "--max-epochs", "--time-budget", "--seed", "--finalists", "--repeats", "--out",
+        "--resume", "--overwrite", "--storage", "--study", "--limit", "--image-size",
+        "--memory-budget-mb", "--verbose", "--quiet", "--debug",
+    ]
+    assert [flag for flag in flags if flag not in out] == []
+
+
+# --------------------------------------------------------------------------- usage errors
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--trials", "0"], "--trials must be a positive integer. Received: --trials=0"),
+        (
+            ["run", "--trials", "many"],
+            "--trials must be a positive integer. Received: --trials='many'",
+        ),
+        (
+            ["run", "--engine", "pytorch"],
+            "--engine must be one of optuna, keras-tuner. Received: --engine='pytorch'",
+        ),
+        (
+            ["run", "--tuner", "annealing"],
+            "--tuner must be one of random, bayesian, hyperband, grid. "
+            "Received: --tuner='annealing'",
+        ),
+        (
+            ["run", "--time-budget", "-5"],
+            "--time-budget must be a positive number. Received: --time-budget=-5",
+        ),
+        (
+            ["run", "--image-size", "big"],
+            "--image-size must be SIZE or HEIGHTxWIDTH with positive integers, e.g. 32 or "
+            "32x48. Received: --image-size='big'",
+        ),
+        (["run", "--repeats", "0"], "--repeats must be a positive integer. Received: --repeats=0"),
+        (
+            ["run", "--finalists", "-1"],
+            "--finalists must be a non-negative integer. Received: --finalists=-1",
+        ),
+        (["run", "-v", "-q"], "argument -q/--quiet: not allowed with argument -v/--verbose"),
+        (["run", "--bogus"], "unrecognized arguments: --bogus"),
+        (
+            ["leaderboard", "r", "--family", "transformer"],
+            "--family must be one of attention, plain, matched. Received: --family='transformer'",
+        ),
+        (["leaderboard", "r", "--top", "0"], "--top must be a positive integer. Received: --top=0"),
+        (["leaderboard"], "the following arguments are required: RUN_DIR"),
+        (
+            ["export", "r", "--format", "onnx", "--to", "x"],
+            "--format must be one of keras, savedmodel, tflite. Received: --format='onnx'",
+        ),
+        (["export", "r", "--format", "keras"], "the following arguments are required: --to"),
+        (
+            ["fly"],
+            "unknown command 'fly': choose from run, leaderboard, export, report, datasets or "
+            "spaces",
+        ),
+        (
+            [],
+            "a command is required: run, leaderboard, export, report, datasets or spaces. "
+            "See 'attn-search --help'.",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"attn-search: error: {message}\n"
+
+
+def test_flags_are_case_insensitive_choices():
+    from attn_search.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--engine", "Keras-Tuner", "--tuner", "GRID"])
+    assert (args.engine, args.tuner) == ("keras-tuner", "grid")
+    args = build_parser().parse_args(["run", "--image-size", "32x48"])
+    assert args.image_size == (32, 48)
+    args = build_parser().parse_args(["run", "--image-size", "28"])
+    assert args.image_size == (28, 28)
+
+
+# --------------------------------------------------------------------------- library errors
+@pytest.mark.parametrize(
+    "error, code, line",
+    [
+        (
+            RunDirError("`run_dir` does not exist. Received: run_dir='x'"),
+            2,
+            "attn-search: error: `run_dir` does not exist. Received: run_dir='x'",
+        ),
+        (
+            DatasetError("`dataset` is unknown.\nReceived: dataset='x'"),
+            2,
+            "attn-search: error: `dataset` is unknown. Received: dataset='x'",
+        ),
+        (
+            TrialFailedError("5 consecutive trials failed; stopping."),
+            1,
+            "attn-search: error: 5 consecutive trials failed; stopping.",
+        ),
+        (KeyboardInterrupt(), 130, "attn-search: error: interrupted"),
+        (
+            RuntimeError("disk on fire"),
+            1,
+            "attn-search: error: RuntimeError: disk on fire (run with --debug for the traceback)",
+        ),
+    ],
+)
+def test_errors_become_one_line_and_an_exit_code(error, code, line, capsys, monkeypatch):
+    import attn_search.export
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(attn_search.export, "export_model", fail)
+    assert main(["export", "r", "--format", "keras", "--to", "m.keras"]) == code
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", line + "\n")
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback(where, capsys, monkeypatch):
+    import attn_search.export
+
+    def fail(*args, **kwargs):
+        raise RunDirError("`run_dir` does not exist. Received: run_dir='r'")
+
+    monkeypatch.setattr(attn_search.export, "export_model", fail)
+    argv = ["export", "r", "--format", "keras", "--to", "m.keras"]
+    argv = ["--debug", *argv] if where == "before" else [*argv, "--debug"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert err.endswith(
+        "attn_search.errors.RunDirError: `run_dir` does not exist. Received: run_dir='r'\n"
+        "attn-search: error: `run_dir` does not exist. Received: run_dir='r'\n"
+    )
+
+
+# --------------------------------------------------------------------------- export
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run folder holding only a tiny best_model.keras (enough for `export`)."""
+    import keras
+
+    import attn_search.layers  # noqa: F401
+
+    path = tmp_path_factory.mktemp("run")
+    inputs = keras.Input((6, 6, 1))
+    x = attn_search.layers.SelfAttentionConv2D(filters=2)(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x))
+    keras.Model(inputs, outputs).save(path / "best_model.keras")
+    return path
+
+
+def test_export_command(tiny_run, tmp_path, capsys):
+    to = tmp_path / "model.keras"
+    assert main(["export", str(tiny_run), "--format", "keras", "--to", str(to)]) == 0
+    assert capsys.readouterr().out == f"Exported keras model to {to}\n"
+    assert to.read_bytes() == (tiny_run / "best_model.keras").read_bytes()
+
+    # A second export to the same path is refused, then allowed with --overwrite.
+    assert main(["export", str(tiny_run), "--format", "keras", "--to", str(to)]) == 2
+    assert capsys.readouterr().err == (
+        "attn-search: error: `to` already exists; choose another path or pass overwrite=True "
+        f"(--overwrite) to replace it. Received: to='{to}'\n"
+    )
+    argv = ["export", str(tiny_run), "--format", "keras", "--to", str(to), "--overwrite"]
+    assert main(argv) == 0
+
+
+def test_export_command_on_a_folder_that_is_not_a_run(tmp_path, capsys):
+    argv = ["export", str(tmp_path), "--format", "savedmodel", "--to", str(tmp_path / "m")]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "attn-search: error: `run_dir` is not an attn-search run folder (it has no run.json, "
+        f"config.yaml, leaderboard.csv or best_model.keras). Received: run_dir='{tmp_path}'\n"
+    )
+    assert not (tmp_path / "m").exists()
