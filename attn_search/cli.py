@@ -457,20 +457,9 @@ def _check_names(args: argparse.Namespace) -> None:
 
     A value that names an existing file or folder is left to the loaders.
     """
-    if not os.path.exists(args.space):
-        from attn_search.spaces import list_spaces
+    from attn_search.spaces import load_space
 
-        names = [s["name"] for s in list_spaces()]
-        looks_like_path = args.space.endswith((".yaml", ".yml")) or os.sep in args.space
-        if args.space not in names:
-            if looks_like_path:
-                raise SearchSpaceError(
-                    f"`space` file does not exist. Received: space={args.space!r}"
-                )
-            raise SearchSpaceError(
-                f"`space` must be a shipped search space ({', '.join(names)}) or the path "
-                f"of a YAML file. Received: space={args.space!r}"
-            )
+    load_space(args.space)  # plain YAML and Python: validates the whole space, no TensorFlow
     if not os.path.exists(args.dataset):
         names = _dataset_names()
         if names is not None and args.dataset not in names:
