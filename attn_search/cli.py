@@ -152,11 +152,14 @@ def _image_size(text: str) -> tuple[int, int]:
     return values[0], values[1]
 
 
-def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
+def _choice(
+    name: str, choices: Sequence[str], aliases: dict[str, str] | None = None
+) -> Callable[[str], str]:
     """A case-insensitive choice whose error names the option and echoes the value."""
 
     def parse(text: str) -> str:
         value = text.strip().lower()
+        value = (aliases or {}).get(value, value)
         if value not in choices:
             allowed = ", ".join(choices)
             raise argparse.ArgumentTypeError(
@@ -313,7 +316,7 @@ def _add_run_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     how = p.add_argument_group("how to search")
     how.add_argument(
         "--engine",
-        type=_choice("--engine", ENGINES),
+        type=_choice("--engine", ENGINES, {"keras_tuner": "keras-tuner", "kerastuner": "keras-tuner"}),
         default="optuna",
         help="optuna or keras-tuner. Defaults to optuna.",
     )
@@ -453,27 +456,12 @@ def _run_config(args: argparse.Namespace) -> Any:
 
 
 def _check_names(args: argparse.Namespace) -> None:
-    """Rejects unknown dataset and space names before TensorFlow is imported.
-
-    A value that names an existing file or folder is left to the loaders.
-    """
+    """Rejects unknown dataset and space names (and missing paths) before TensorFlow starts."""
+    from attn_search.datasets import check_spec
     from attn_search.spaces import load_space
 
     load_space(args.space)  # plain YAML and Python: validates the whole space, no TensorFlow
-    if not os.path.exists(args.dataset):
-        names = _dataset_names()
-        if names is not None and args.dataset not in names:
-            raise DatasetError(
-                f"`dataset` must be a built-in name ({', '.join(names)}), a folder of images "
-                f"or an .npz file. Received: dataset={args.dataset!r}"
-            )
-
-
-def _dataset_names() -> list[str] | None:
-    """The built-in dataset names."""
-    from attn_search.datasets import available
-
-    return [d["name"] for d in available()]
+    check_spec(args.dataset)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -53,6 +53,8 @@ def test_help_version_and_usage_errors_do_not_import_tensorflow():
         ["export", "somewhere", "--format", "onnx", "--to", "x"],
         ["leaderboard"],
         [],
+        ["datasets"],
+        ["spaces"],
     ]
     # The console script imports attn_search with argv[0] == "attn-search"; do the same.
     script = textwrap.dedent(
@@ -76,7 +78,7 @@ def test_help_version_and_usage_errors_do_not_import_tensorflow():
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
-    assert result["codes"] == [0, 0] + [0] * len(SUBCOMMANDS) + [2, 2, 2, 2, 2, 2]
+    assert result["codes"] == [0, 0] + [0] * len(SUBCOMMANDS) + [2, 2, 2, 2, 2, 2, 0, 0]
 
 
 def test_console_script_version():
@@ -181,6 +183,8 @@ def test_flags_are_case_insensitive_choices():
 
     args = build_parser().parse_args(["run", "--engine", "Keras-Tuner", "--tuner", "GRID"])
     assert (args.engine, args.tuner) == ("keras-tuner", "grid")
+    args = build_parser().parse_args(["run", "--engine", "keras_tuner"])
+    assert args.engine == "keras-tuner"
     args = build_parser().parse_args(["run", "--image-size", "32x48"])
     assert args.image_size == (32, 48)
     args = build_parser().parse_args(["run", "--image-size", "28"])
@@ -286,3 +290,25 @@ def test_export_command_on_a_folder_that_is_not_a_run(tmp_path, capsys):
         f"config.yaml, leaderboard.csv or best_model.keras). Received: run_dir='{tmp_path}'\n"
     )
     assert not (tmp_path / "m").exists()
+
+
+# --------------------------------------------------------------------------- listings
+def test_datasets_command_lists_the_built_in_names(capsys):
+    from attn_search.datasets import available
+
+    assert main(["datasets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "shape", "classes", "size", "download", "description"]
+    assert [line.split()[0] for line in lines[1:]] == [d["name"] for d in available()]
+    digits = next(line for line in lines if line.startswith("digits "))
+    assert digits.split()[1:5] == ["8x8x1", "10", "1797", "no"]
+
+
+def test_spaces_command_lists_the_shipped_spaces(capsys):
+    from attn_search.spaces import list_spaces
+
+    assert main(["spaces"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "description", "path"]
+    assert [line.split()[0] for line in lines[1:]] == [s["name"] for s in list_spaces()]
+    assert "default" in [line.split()[0] for line in lines[1:]]
