@@ -258,10 +258,17 @@ def tiny_run(tmp_path_factory):
     import attn_search.layers  # noqa: F401
 
     path = tmp_path_factory.mktemp("run")
-    inputs = keras.Input((6, 6, 1))
-    x = attn_search.layers.SelfAttentionConv2D(filters=2)(inputs)
-    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x))
+    inputs = keras.Input((8, 8, 1))  # the shape of the built-in digits
+    x = attn_search.layers.SelfAttentionConv2D(filters=2, gamma=0.25, kv_pool=2)(inputs)
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x))
     keras.Model(inputs, outputs).save(path / "best_model.keras")
+    (path / "config.yaml").write_text("dataset: digits\nlimit: 200\nseed: 0\n")
+    (path / "leaderboard.csv").write_text(
+        "trial_id,family,placement,status,val_accuracy,gamma_0\n"
+        "1,attention,1,complete,0.9,0.25\n"
+        "0,plain,,complete,0.8,\n"
+        "2,attention,2,failed,,\n"
+    )
     return path
 
 
@@ -312,3 +319,32 @@ def test_spaces_command_lists_the_shipped_spaces(capsys):
     assert lines[0].split() == ["name", "description", "path"]
     assert [line.split()[0] for line in lines[1:]] == [s["name"] for s in list_spaces()]
     assert "default" in [line.split()[0] for line in lines[1:]]
+
+
+# --------------------------------------------------------------------------- report
+def test_report_command(tiny_run, capsys):
+    assert main(["report", str(tiny_run)]) == 0
+    assert capsys.readouterr().out == f"Report written to {tiny_run / 'report.md'}\n"
+    text = (tiny_run / "report.md").read_text()
+    assert text.startswith(f"# attn-search report: {tiny_run.name}\n")
+    assert (
+        "| family | placement | trials | best val_accuracy | mean val_accuracy |\n"
+        "|---|---|---|---|---|\n"
+        "| attention | 1 | 1 | 0.9 | 0.9 |\n| plain | - | 1 | 0.8 | 0.8 |\n" in text
+    assert "| self_attention_conv2d | 1 | 2 | 8x8x1 | 0.25 |" in text
+    assert "![attention maps](report_attention.png)" in text
+    assert "No comparison.csv yet (the run has not reached its finalists)." in text
+    from PIL import Image
+
+    with Image.open(tiny_run / "report_attention.png") as image:
+        assert image.size == (2 * 100 + 4, 16 + 4 * 100 + 4)  # 4 images x (image, 1 layer)
+    with Image.open(tiny_run / "report_families.png") as image:
+        assert image.size[1] == 24 + 2 * 20 + 10  # 2 groups of complete trials
+
+
+def test_report_command_on_a_missing_folder(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert main(["report", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"attn-search: error: `run_dir` does not exist. Received: run_dir='{missing}'\n"
+    )
