@@ -330,7 +330,9 @@ def test_report_command(tiny_run, capsys):
     assert (
         "| family | placement | trials | best val_accuracy | mean val_accuracy |\n"
         "|---|---|---|---|---|\n"
-        "| attention | 1 | 1 | 0.9 | 0.9 |\n| plain | - | 1 | 0.8 | 0.8 |\n" in text
+        "| attention | 1 | 1 | 0.9 | 0.9 |\n"
+        "| plain | - | 1 | 0.8 | 0.8 |\n"
+    ) in text
     assert "| self_attention_conv2d | 1 | 2 | 8x8x1 | 0.25 |" in text
     assert "![attention maps](report_attention.png)" in text
     assert "No comparison.csv yet (the run has not reached its finalists)." in text
