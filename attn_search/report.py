@@ -118,7 +118,7 @@ def _read_csv(path: pathlib.Path) -> Any:
 
 
 def _accuracy_column(df: Any) -> str | None:
-    for name in ("val_accuracy", "best_val_accuracy", "val_acc", "accuracy"):
+    for name in ("best_val_accuracy", "val_accuracy", "val_acc", "accuracy"):
         if name in df.columns:
             return name
     return next((c for c in df.columns if "val_acc" in c), None)
@@ -178,17 +178,19 @@ def _families_section(leaderboard: Any, run_dir: pathlib.Path) -> list[str]:
     placement = _placement_column(df)
     keys = ["family"] + ([placement] if placement else [])
     df = df.assign(**{k: df[k].map(lambda v: _cell(v) or "-") for k in keys})
+    label = acc.removeprefix("best_").replace("_", " ")  # "val accuracy"
+    best, mean = f"best {label}", f"mean {label}"
     grouped = df.groupby(keys, sort=True)[acc].agg(["count", "max", "mean"]).reset_index()
-    grouped = grouped.rename(columns={"count": "trials", "max": f"best {acc}", "mean": f"mean {acc}"})
-    grouped = grouped.sort_values(f"best {acc}", ascending=False, kind="stable")
+    grouped = grouped.rename(columns={"count": "trials", "max": best, "mean": mean})
+    grouped = grouped.sort_values(best, ascending=False, kind="stable")
     lines += _markdown(grouped) + [""]
     bars = [
-        (" / ".join(str(row[k]) for k in keys), float(row[f"best {acc}"]), float(row[f"mean {acc}"]))
+        (" / ".join(str(row[k]) for k in keys), float(row[best]), float(row[mean]))
         for _, row in grouped.iterrows()
     ]
     try:
-        _bar_chart(bars, run_dir / FAMILIES_PNG, title=f"{acc}: best (bar) and mean (line)")
-        lines += [f"![{acc} by family and placement]({FAMILIES_PNG})", ""]
+        _bar_chart(bars, run_dir / FAMILIES_PNG, title=f"{label}: best (bar) and mean (line)")
+        lines += [f"![{label} by family and placement]({FAMILIES_PNG})", ""]
     except Exception as exc:  # noqa: BLE001 - a plot must not cost the report
         lines += [f"(plot skipped: {type(exc).__name__}: {exc})", ""]
     return lines

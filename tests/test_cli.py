@@ -264,10 +264,11 @@ def tiny_run(tmp_path_factory):
     keras.Model(inputs, outputs).save(path / "best_model.keras")
     (path / "config.yaml").write_text("dataset: digits\nlimit: 200\nseed: 0\n")
     (path / "leaderboard.csv").write_text(
-        "trial_id,family,placement,status,val_accuracy,gamma_0\n"
-        "1,attention,1,complete,0.9,0.25\n"
-        "0,plain,,complete,0.8,\n"
-        "2,attention,2,failed,,\n"
+        "trial_id,status,family,placement,best_val_accuracy,gamma_0,error\n"
+        "1,complete,attention,1,0.9,0.25,\n"
+        "3,complete,matched,none,0.85,,\n"
+        "0,complete,plain,none,0.8,,\n"
+        "2,failed,attention,2,,,ResourceExhaustedError: out of memory\n"
     )
     return path
 
@@ -328,10 +329,11 @@ def test_report_command(tiny_run, capsys):
     text = (tiny_run / "report.md").read_text()
     assert text.startswith(f"# attn-search report: {tiny_run.name}\n")
     assert (
-        "| family | placement | trials | best val_accuracy | mean val_accuracy |\n"
+        "| family | placement | trials | best val accuracy | mean val accuracy |\n"
         "|---|---|---|---|---|\n"
         "| attention | 1 | 1 | 0.9 | 0.9 |\n"
-        "| plain | - | 1 | 0.8 | 0.8 |\n"
+        "| matched | none | 1 | 0.85 | 0.85 |\n"
+        "| plain | none | 1 | 0.8 | 0.8 |\n"
     ) in text
     assert "| self_attention_conv2d | 1 | 2 | 8x8x1 | 0.25 |" in text
     assert "![attention maps](report_attention.png)" in text
@@ -341,7 +343,7 @@ def test_report_command(tiny_run, capsys):
     with Image.open(tiny_run / "report_attention.png") as image:
         assert image.size == (2 * 100 + 4, 16 + 4 * 100 + 4)  # 4 images x (image, 1 layer)
     with Image.open(tiny_run / "report_families.png") as image:
-        assert image.size[1] == 24 + 2 * 20 + 10  # 2 groups of complete trials
+        assert image.size[1] == 24 + 3 * 20 + 10  # 3 groups of complete trials
 
 
 def test_report_command_on_a_missing_folder(tmp_path, capsys):
@@ -349,4 +351,47 @@ def test_report_command_on_a_missing_folder(tmp_path, capsys):
     assert main(["report", str(missing)]) == 2
     assert capsys.readouterr().err == (
         f"attn-search: error: `run_dir` does not exist. Received: run_dir='{missing}'\n"
+    )
+
+
+# --------------------------------------------------------------------------- leaderboard
+def test_leaderboard_command(tiny_run, capsys):
+    assert main(["leaderboard", str(tiny_run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["trial_id", "status", "family", "placement", "best_val_accuracy"]
+    assert [line.split()[:4] for line in lines[1:]] == [
+        ["1", "complete", "attention", "1"],
+        ["3", "complete", "matched", "none"],
+        ["0", "complete", "plain", "none"],
+        ["2", "failed", "attention", "2"],
+    ]
+    assert lines[-1].endswith("ResourceExhaustedError: out of memory")
+
+
+def test_leaderboard_command_top_and_family(tiny_run, capsys):
+    assert main(["leaderboard", str(tiny_run), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["1", "3"]
+    assert main(["leaderboard", str(tiny_run), "--family", "attention", "--top", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["1", "complete", "attention"],
+        ["2", "failed", "attention"],
+    ]
+
+
+def test_leaderboard_command_on_a_missing_folder(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert main(["leaderboard", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        "attn-search: error: `run_dir` must be a run folder (one `attn-search run` wrote). "
+        f"Received: run_dir={str(missing)!r}, which is not a folder\n"
+    )
+
+
+def test_leaderboard_command_without_comparison(tiny_run, capsys):
+    assert main(["leaderboard", str(tiny_run), "--comparison"]) == 2
+    assert capsys.readouterr().err == (
+        "attn-search: error: `run_dir` must be a run folder (one `attn-search run` wrote); it "
+        f"has no comparison.csv. Received: run_dir={str(tiny_run)!r}\n"
     )
