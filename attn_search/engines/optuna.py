@@ -1,0 +1,493 @@
+"""The Optuna engine: the same hypermodel driven define-by-run, with pruning and a stored study.
+
+`OptunaHyperParameters` is the adapter: the hypermodel calls `hp.Int`, `hp.Float`,
+`hp.Choice`, `hp.Boolean` and `hp.Fixed` as it builds, and each call is answered with the
+matching `trial.suggest_*`, so conditional hyperparameters are only sampled when the model
+actually asks for them. The study lives in a storage (by default `study.db`, an SQLite file
+in the run folder; any Optuna storage URL for several workers), and every trial record is a
+user attribute of its trial, so the leaderboard is read back from the storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import pathlib
+from typing import Any
+
+from attn_search.engines.base import (
+    Engine,
+    EngineTrial,
+    TrialPlan,
+    clean_record,
+    worker_id,
+    worker_is_dead,
+)
+from attn_search.errors import ConfigError
+
+__all__ = ["SAMPLERS", "PRUNERS", "OptunaEngine", "OptunaHyperParameters"]
+
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp", "bruteforce")
+PRUNERS = ("median", "hyperband", "successive-halving", "none")
+_STUDY_DEFAULT = "attn-search"
+_RECORD = "record"
+_PLAN = "plan"
+_WORKER = "worker"
+
+
+class OptunaHyperParameters:
+    """Answers a KerasTuner hypermodel's `hp.*` calls with an Optuna trial's `suggest_*`.
+
+    It offers the part of `keras_tuner.HyperParameters` a hypermodel uses while building:
+    `Int`, `Float`, `Choice`, `Boolean`, `Fixed`, `conditional_scope`, `get`, `values`.
+    A value is sampled the first time its name is asked for, then answered from `values`.
+
+    Args:
+        trial: An `optuna.trial.Trial`, or `None` to answer only from `fixed` and defaults.
+        fixed: Values to answer as given, without asking the sampler. Defaults to none.
+        use_defaults: Whether to answer every other call with its default (KerasTuner's
+            defaults: `min_value`, the first choice, `False`). Defaults to `False`.
+
+    Example:
+
+    >>> hp = OptunaHyperParameters(None, use_defaults=True)
+    >>> hp.Int("units", 8, 64, step=8), hp.Choice("act", ["relu", "tanh"])
+    (8, 'relu')
+    """
+
+    def __init__(self, trial: Any = None, *, fixed: dict | None = None, use_defaults: bool = False):
+        self.trial = trial
+        self.values: dict[str, Any] = {}
+        self._fixed = dict(fixed or {})
+        self._use_defaults = use_defaults or trial is None
+        self._scopes: list[tuple[str, list]] = []
+
+    # --- the KerasTuner surface -------------------------------------------------------------
+    def Int(
+        self,
+        name: str,
+        min_value: int,
+        max_value: int,
+        step: int | None = None,
+        sampling: str = "linear",
+        default: int | None = None,
+        parent_name: str | None = None,
+        parent_values: Any = None,
+    ) -> int | None:
+        min_value, max_value = int(min_value), int(max_value)
+        default = min_value if default is None else int(default)
+        log = (sampling or "linear").lower() in ("log", "reverse_log")
+
+        def suggest():
+            if log and step not in (None, 1):
+                return self.trial.suggest_categorical(
+                    name, _geometric(min_value, max_value, step, integer=True)
+                )
+            if log:
+                return self.trial.suggest_int(name, min_value, max_value, log=True)
+            return self.trial.suggest_int(name, min_value, max_value, step=int(step or 1))
+
+        return self._answer(name, default, suggest, parent_name, parent_values)
+
+    def Float(
+        self,
+        name: str,
+        min_value: float,
+        max_value: float,
+        step: float | None = None,
+        sampling: str = "linear",
+        default: float | None = None,
+        parent_name: str | None = None,
+        parent_values: Any = None,
+    ) -> float | None:
+        min_value, max_value = float(min_value), float(max_value)
+        default = min_value if default is None else float(default)
+        log = (sampling or "linear").lower() in ("log", "reverse_log")
+
+        def suggest():
+            if log and step is not None:
+                return self.trial.suggest_categorical(
+                    name, _geometric(min_value, max_value, step, integer=False)
+                )
+            if log:
+                return self.trial.suggest_float(name, min_value, max_value, log=True)
+            return self.trial.suggest_float(name, min_value, max_value, step=step)
+
+        return self._answer(name, default, suggest, parent_name, parent_values)
+
+    def Choice(
+        self,
+        name: str,
+        values: list,
+        ordered: bool | None = None,
+        default: Any = None,
+        parent_name: str | None = None,
+        parent_values: Any = None,
+    ) -> Any:
+        values = list(values)
+        default = values[0] if default is None else default
+        return self._answer(
+            name,
+            default,
+            lambda: self.trial.suggest_categorical(name, values),
+            parent_name,
+            parent_values,
+        )
+
+    def Boolean(
+        self,
+        name: str,
+        default: bool = False,
+        parent_name: str | None = None,
+        parent_values: Any = None,
+    ) -> bool | None:
+        return self._answer(
+            name,
+            bool(default),
+            lambda: self.trial.suggest_categorical(name, [False, True]),
+            parent_name,
+            parent_values,
+        )
+
+    def Fixed(
+        self, name: str, value: Any, parent_name: str | None = None, parent_values: Any = None
+    ) -> Any:
+        if not self._active(parent_name, parent_values):
+            return None
+        self.values[name] = value
+        return value
+
+    @contextlib.contextmanager
+    def conditional_scope(self, parent_name: str, parent_values: Any):
+        """Hyperparameters asked inside are active only when `parent_name` is in `parent_values`."""
+        self._scopes.append((parent_name, _as_list(parent_values)))
+        try:
+            yield
+        finally:
+            self._scopes.pop()
+
+    def get(self, name: str) -> Any:
+        if name in self.values:
+            return self.values[name]
+        raise KeyError(f"{name} does not exist.")
+
+    def __getitem__(self, name: str) -> Any:
+        return self.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values
+
+    # --- internals ---------------------------------------------------------------------------
+    def _active(self, parent_name, parent_values) -> bool:
+        conditions = list(self._scopes)
+        if parent_name is not None:
+            conditions.append((parent_name, _as_list(parent_values)))
+        return all(self.values.get(p) in vals for p, vals in conditions)
+
+    def _answer(self, name, default, suggest, parent_name, parent_values):
+        if not self._active(parent_name, parent_values):
+            return None
+        if name in self.values:
+            return self.values[name]
+        if name in self._fixed:
+            value = self._fixed[name]
+        elif self._use_defaults:
+            value = default
+        else:
+            value = suggest()
+        self.values[name] = value
+        return value
+
+
+def _as_list(values) -> list:
+    return list(values) if isinstance(values, (list, tuple, set)) else [values]
+
+
+def _geometric(low, high, factor, *, integer: bool) -> list:
+    # KerasTuner's log sampling with a step is multiplicative: low, low*step, ... <= high.
+    factor = float(factor)
+    if factor <= 1:
+        return [low, high]
+    out, value = [], float(low)
+    while value <= high * (1 + 1e-9):
+        out.append(int(round(value)) if integer else value)
+        value *= factor
+    return sorted(set(out))
+
+
+class _OptunaTrial(EngineTrial):
+    def __init__(self, engine: OptunaEngine, trial: Any, plan: TrialPlan | None):
+        self._engine = engine
+        self.trial = trial
+        self.number = trial.number
+        self.plan = plan
+        self.max_epochs = None
+
+    def make_hp(self) -> OptunaHyperParameters:
+        plan = self.plan or TrialPlan()
+        self.trial.set_user_attr(_PLAN, clean_record(plan.to_dict()))
+        return OptunaHyperParameters(self.trial, fixed=plan.fixed, use_defaults=plan.use_defaults)
+
+    def hp_values(self, hp: OptunaHyperParameters) -> dict[str, Any]:
+        return dict(hp.values)
+
+    def report(self, epoch: int, value: float) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
+        self.trial.report(float(value), step=int(epoch))
+        return bool(self.trial.should_prune())
+
+
+class OptunaEngine(Engine):
+    """Optuna: a sampler proposes, a pruner stops weak trials early, a study stores all.
+
+    Args:
+        sampler: `"tpe"` (seeded), `"random"`, `"cmaes"`, `"qmc"`, `"gp"`, `"bruteforce"`, or
+            an `optuna.samplers.BaseSampler`. Defaults to `"tpe"`.
+        pruner: `"median"`, `"hyperband"`, `"successive-halving"`, `"none"`, or an
+            `optuna.pruners.BasePruner`. Defaults to `"median"`.
+        storage: An Optuna storage URL (`sqlite:///...`, `postgresql://...`,
+            `mysql://...`). Defaults to `None`: `study.db` in the run folder.
+        study: The study's name in the storage. Defaults to `"attn-search"`.
+
+    Raises:
+        ConfigError: An unknown sampler or pruner name, or a storage that is not a URL.
+
+    Example:
+
+    >>> engine = OptunaEngine(sampler="random", pruner="none")
+    >>> engine.describe()["pruner"]
+    'none'
+    """
+
+    name = "optuna"
+
+    def __init__(
+        self,
+        sampler: Any = "tpe",
+        pruner: Any = "median",
+        storage: str | None = None,
+        study: str | None = None,
+    ):
+        if isinstance(sampler, str):
+            sampler = sampler.strip().lower()
+            if sampler not in SAMPLERS:
+                raise ConfigError(
+                    f"`sampler` must be one of {', '.join(map(repr, SAMPLERS))}. "
+                    f"Received: sampler={sampler!r}"
+                )
+        if isinstance(pruner, str):
+            pruner = pruner.strip().lower().replace("_", "-")
+            if pruner in ("successive-halving", "successivehalving", "sha"):
+                pruner = "successive-halving"
+            if pruner not in PRUNERS:
+                raise ConfigError(
+                    f"`pruner` must be one of {', '.join(map(repr, PRUNERS))}. "
+                    f"Received: pruner={pruner!r}"
+                )
+        if storage is not None and (not isinstance(storage, str) or "://" not in storage):
+            raise ConfigError(
+                "`storage` must be an Optuna storage URL such as 'sqlite:///study.db' or "
+                f"'postgresql://user:pass@host/db'. Received: storage={storage!r}"
+            )
+        if study is not None and (not isinstance(study, str) or not study.strip()):
+            raise ConfigError(f"`study` must be a non-empty string. Received: study={study!r}")
+        self.sampler_name = sampler
+        self.pruner_name = pruner
+        self.storage_url = storage
+        self.study_name = study or _STUDY_DEFAULT
+        self.study = None
+        self._trials = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "sampler": self.sampler_name if isinstance(self.sampler_name, str) else repr(self.sampler_name),
+            "pruner": self.pruner_name if isinstance(self.pruner_name, str) else repr(self.pruner_name),
+            "storage": self.storage_url or "sqlite:///<run folder>/study.db",
+            "study": self.study_name,
+        }
+
+    # --- building blocks ---------------------------------------------------------------------
+    def _make_sampler(self, seed: int, trials: int):
+        import optuna
+
+        name = self.sampler_name
+        if not isinstance(name, str):
+            return name
+        startup = min(10, max(3, trials // 3))
+        if name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
+        if name == "qmc":
+            return optuna.samplers.QMCSampler(seed=seed)
+        if name == "gp":
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+        return optuna.samplers.BruteForceSampler(seed=seed)
+
+    def _make_pruner(self, trials: int, max_epochs: int | None):
+        import optuna
+
+        name = self.pruner_name
+        if not isinstance(name, str):
+            return name
+        if name == "median":
+            # Few trials per run here: start pruning after a handful of finished trials.
+            return optuna.pruners.MedianPruner(
+                n_startup_trials=min(5, max(2, trials // 4)), n_warmup_steps=1
+            )
+        if name == "hyperband":
+            return optuna.pruners.HyperbandPruner(
+                min_resource=1, max_resource=max_epochs or "auto", reduction_factor=3
+            )
+        if name == "successive-halving":
+            return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        return optuna.pruners.NopPruner()
+
+    def _make_storage(self, run_dir: pathlib.Path):
+        import optuna
+
+        url = self.storage_url or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+        kwargs: dict[str, Any] = {}
+        if not url.startswith("sqlite"):
+            # A server database may be shared by workers on several machines: a heartbeat
+            # lets any of them tell a crashed worker's trial from a running one.
+            kwargs.update(heartbeat_interval=60, grace_period=180)
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except Exception as error:  # bad URL, driver missing, server down
+            raise ConfigError(
+                f"`storage` cannot be opened ({type(error).__name__}: {error}). "
+                f"Received: storage={url!r}"
+            ) from None
+
+    # --- the Engine interface -----------------------------------------------------------------
+    def open(self, run_dir, *, hypermodel=None, trials, seed, max_epochs, overwrite=False):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        run_dir = pathlib.Path(run_dir)
+        self._trials = trials
+        storage = self._make_storage(run_dir)
+        if overwrite:
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=self.study_name, storage=storage)
+        self.study = optuna.create_study(
+            storage=storage,
+            study_name=self.study_name,
+            sampler=self._make_sampler(seed, trials),
+            pruner=self._make_pruner(trials, max_epochs),
+            direction="maximize",
+            load_if_exists=True,
+        )
+        self._recover()
+
+    def _recover(self) -> None:
+        """Turns trials whose process died into failed records, and queues their re-runs."""
+        import optuna
+        from optuna.trial import TrialState
+
+        if self.storage_url and not self.storage_url.startswith("sqlite"):
+            optuna.storages.fail_stale_trials(self.study)
+        for t in self.study.get_trials(deepcopy=False):
+            stale = t.state == TrialState.RUNNING and worker_is_dead(t.user_attrs.get(_WORKER))
+            orphan = t.state == TrialState.FAIL and _RECORD not in t.user_attrs
+            if stale or orphan:
+                self._fail_and_requeue(
+                    t,
+                    "interrupted: the process running this trial stopped "
+                    f"({t.user_attrs.get(_WORKER, 'unknown worker')})",
+                    tell=stale,
+                )
+
+    def _fail_and_requeue(self, frozen, error: str, *, tell: bool) -> None:
+        from optuna.trial import TrialState
+
+        storage = self.study._storage
+        rerun = len(self.study.get_trials(deepcopy=False))  # the number the re-run will get
+        plan = frozen.user_attrs.get(_PLAN)
+        record = dict(frozen.user_attrs.get(_RECORD) or {})
+        record.update(
+            trial_id=frozen.number,
+            engine=self.name,
+            status="failed",
+            family=record.get("family") or (plan or {}).get("family"),
+            error=f"{error}; re-run as trial {rerun}",
+            interrupted=True,
+        )
+        storage.set_trial_user_attr(frozen._trial_id, _RECORD, clean_record(record))
+        if tell:
+            self.study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
+        user_attrs = {"rerun_of": frozen.number}
+        if plan is not None:
+            user_attrs[_PLAN] = plan
+        self.study.enqueue_trial(dict(frozen.params), user_attrs=user_attrs)
+
+    def ask(self) -> EngineTrial | None:
+        trial = self.study.ask()
+        trial.set_user_attr(_WORKER, worker_id())
+        plan = trial.user_attrs.get(_PLAN)
+        return _OptunaTrial(self, trial, TrialPlan.from_dict(plan) if plan else None)
+
+    def tell(self, trial: EngineTrial, record: dict[str, Any]) -> None:
+        from optuna.trial import TrialState
+
+        record = clean_record({**record, "trial_id": trial.number, "engine": self.name})
+        t = trial.trial
+        t.set_user_attr(_RECORD, record)
+        status = record.get("status")
+        value = record.get("best_val_accuracy")
+        if status in ("complete", "skipped") and value is not None:
+            self.study.tell(t, float(value))
+        elif status == "pruned":
+            self.study.tell(t, state=TrialState.PRUNED)
+        else:
+            self.study.tell(t, state=TrialState.FAIL)
+
+    def interrupt(self, trial: EngineTrial, error: str) -> None:
+        frozen = self.study._storage.get_trial(trial.trial._trial_id)
+        self._fail_and_requeue(frozen, error, tell=True)
+
+    def records(self) -> list[dict[str, Any]]:
+        from optuna.trial import TrialState
+
+        out = []
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+                continue
+            record = dict(t.user_attrs.get(_RECORD) or {})
+            if not record:
+                plan = t.user_attrs.get(_PLAN) or {}
+                record = {
+                    "status": "failed",
+                    "family": plan.get("family"),
+                    "hp": dict(t.params),
+                    "error": "no record: the trial ended outside attn-search",
+                }
+            record.update(trial_id=t.number, engine=self.name)
+            out.append(record)
+        return out
+
+    def n_counted(self) -> int:
+        from optuna.trial import TrialState
+
+        n = 0
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state == TrialState.WAITING:
+                continue  # a queued re-run replaces an interrupted trial
+            if t.state == TrialState.FAIL and (t.user_attrs.get(_RECORD) or {}).get("interrupted"):
+                continue
+            n += 1
+        return n
+
+    def close(self) -> None:
+        self.study = None
+
+
+def storage_path(run_dir: os.PathLike | str) -> pathlib.Path:
+    """The default storage file of a run folder."""
+    return pathlib.Path(run_dir) / "study.db"

@@ -1,0 +1,435 @@
+"""Trial records -> pandas -> `leaderboard.csv` and `comparison.csv`, and back.
+
+A *trial record* is the plain dict the runner hands an engine after each trial (see
+`attn_search.runner`); the leaderboard is one row per record. The comparison summarises the
+leaderboard per family and per placement, and, for the finalists retrained with several seeds,
+sets each attention model's test accuracy against its plain and matched twins on the same
+seeds (paired difference and paired t-test).
+
+pandas is imported inside the functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from attn_search.errors import RunDirError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = [
+    "LEADERBOARD_FILE",
+    "COMPARISON_FILE",
+    "LEADERBOARD_COLUMNS",
+    "COMPARISON_COLUMNS",
+    "records_to_frame",
+    "comparison_frame",
+    "write_table",
+    "read_leaderboard",
+    "read_comparison",
+    "format_table",
+]
+
+LEADERBOARD_FILE = "leaderboard.csv"
+COMPARISON_FILE = "comparison.csv"
+
+#: The leaderboard's fixed columns, in order; `gamma_<i>` (one per attention layer) follow
+#: `train_seconds`, and one column per hyperparameter (its name) follows `gamma_*`.
+LEADERBOARD_COLUMNS = (
+    "trial_id",
+    "status",
+    "family",
+    "placement",
+    "best_val_accuracy",
+    "best_val_loss",
+    "epochs",
+    "params",
+    "train_seconds",
+    "seed",
+    "twin_of",
+    "engine",
+    "error",
+)
+_HEAD = LEADERBOARD_COLUMNS[:9]  # before gamma_* and the hyperparameters
+_TAIL = LEADERBOARD_COLUMNS[9:]
+
+COMPARISON_COLUMNS = (
+    "section",
+    "family",
+    "placement",
+    "finalist",
+    "trial_id",
+    "trials",
+    "complete",
+    "best_val_accuracy",
+    "mean_val_accuracy",
+    "repeats",
+    "test_accuracy_mean",
+    "test_accuracy_std",
+    "diff_mean",
+    "diff_std",
+    "p_value",
+)
+
+_STATUS_ORDER = {"complete": 0, "skipped": 1, "pruned": 2, "failed": 3}
+_TEXT = ("status", "family", "placement", "engine", "error", "section")
+
+
+def placement_label(placements: Any) -> str:
+    """`[1, 2]` -> `"1+2"`; an empty list or `None` -> `"none"` (no attention layer)."""
+    if placements is None:
+        return "none"
+    if isinstance(placements, str):
+        return placements
+    items = [str(p) for p in placements]
+    return "+".join(items) if items else "none"
+
+
+def records_to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per trial record, best first.
+
+    Rows are sorted by status (complete, skipped, pruned, failed), then best validation
+    accuracy (highest first), then trial id.
+
+    Args:
+        records: Trial records, as `Engine.records()` returns them.
+
+    Returns:
+        A DataFrame with `LEADERBOARD_COLUMNS`, `gamma_0 ...` and one column per
+        hyperparameter.
+    """
+    import pandas as pd
+
+    rows, hp_names, n_gamma = [], [], 0
+    for rec in records:
+        row = {
+            "trial_id": rec.get("trial_id"),
+            "status": rec.get("status") or "failed",
+            "family": rec.get("family"),
+            "placement": placement_label(rec.get("placements", rec.get("placement"))),
+            "best_val_accuracy": _num(rec.get("best_val_accuracy")),
+            "best_val_loss": _num(rec.get("best_val_loss")),
+            "epochs": rec.get("epochs"),
+            "params": rec.get("params"),
+            "train_seconds": _num(rec.get("train_seconds")),
+            "seed": rec.get("seed"),
+            "twin_of": rec.get("twin_of"),
+            "engine": rec.get("engine"),
+            "error": rec.get("error") or "",
+        }
+        gammas = rec.get("gammas") or []
+        n_gamma = max(n_gamma, len(gammas))
+        for i, g in enumerate(gammas):
+            row[f"gamma_{i}"] = _num(g)
+        for name, value in (rec.get("hp") or {}).items():
+            if name in row or name.startswith("gamma_"):
+                continue  # e.g. "family" in an auto hypermodel: the column already says it
+            if name not in hp_names:
+                hp_names.append(name)
+            row[name] = value
+        rows.append(row)
+    columns = [*_HEAD, *(f"gamma_{i}" for i in range(n_gamma)), *sorted(hp_names), *_TAIL]
+    df = pd.DataFrame(rows, columns=columns)
+    if len(df):
+        order = df["status"].map(_STATUS_ORDER).fillna(9)
+        acc = df["best_val_accuracy"].astype(float).fillna(-1.0)
+        df = (
+            df.assign(_o=order, _a=-acc)
+            .sort_values(["_o", "_a", "trial_id"], kind="stable")
+            .drop(columns=["_o", "_a"])
+            .reset_index(drop=True)
+        )
+    for col in ("trial_id", "epochs", "params", "seed", "twin_of"):
+        df[col] = pd.array(df[col], dtype="Int64")
+    return df
+
+
+def comparison_frame(
+    leaderboard: pd.DataFrame,
+    finalist_runs: Sequence[dict[str, Any]] = (),
+    families: Sequence[str] = ("attention", "plain", "matched"),
+) -> pd.DataFrame:
+    """Attention against its baselines: per family, per placement, and for the finalists.
+
+    Args:
+        leaderboard: The leaderboard (`records_to_frame`).
+        finalist_runs: One dict per finalist fit: `finalist` (rank from 1), `trial_id`,
+            `family`, `placement`, `seed`, `test_accuracy` (NaN or `None` if it failed).
+        families: The families in the order the rows should follow.
+
+    Returns:
+        A DataFrame with `COMPARISON_COLUMNS`. `section` is `"family"` (every trial of a
+        family), `"placement"` (per family and placement) or `"finalist"` (test accuracy over
+        the repeats; for a twin row, `diff_mean`/`diff_std` are the paired difference
+        attention - twin over the seeds both finished, and `p_value` the paired t-test's, NaN
+        with fewer than 2 pairs).
+    """
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    lb = leaderboard
+    order = {f: i for i, f in enumerate(families)}
+    if len(lb):
+        fam_keys = sorted(lb["family"].dropna().unique(), key=lambda f: (order.get(f, 99), f))
+        for fam in fam_keys:
+            rows.append(_group_row("family", fam, "", lb[lb["family"] == fam]))
+        groups = lb.dropna(subset=["family"]).groupby(["family", "placement"], sort=False)
+        keys = sorted(groups.groups, key=lambda k: (order.get(k[0], 99), k[0], str(k[1])))
+        for fam, place in keys:
+            rows.append(_group_row("placement", fam, place, groups.get_group((fam, place))))
+
+    runs = pd.DataFrame(list(finalist_runs))
+    if len(runs):
+        runs["test_accuracy"] = pd.to_numeric(runs["test_accuracy"], errors="coerce")
+        for (rank, trial_id), fin in runs.groupby(["finalist", "trial_id"], sort=True):
+            att = fin[fin["family"] == "attention"].set_index("seed")["test_accuracy"]
+            fams = sorted(fin["family"].unique(), key=lambda f: (order.get(f, 99), f))
+            for fam in fams:
+                part = fin[fin["family"] == fam]
+                acc = part["test_accuracy"].dropna().to_numpy(dtype=float)
+                row = {
+                    "section": "finalist",
+                    "family": fam,
+                    "placement": str(part["placement"].iloc[0]),
+                    "finalist": int(rank),
+                    "trial_id": int(trial_id),
+                    "repeats": int(len(acc)),
+                    "test_accuracy_mean": float(acc.mean()) if len(acc) else math.nan,
+                    "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan,
+                }
+                if fam != "attention":
+                    twin = part.set_index("seed")["test_accuracy"]
+                    pairs = pd.concat([att, twin], axis=1, keys=["a", "t"]).dropna()
+                    diff = (pairs["a"] - pairs["t"]).to_numpy(dtype=float)
+                    row["diff_mean"] = float(diff.mean()) if len(diff) else math.nan
+                    row["diff_std"] = float(diff.std(ddof=1)) if len(diff) > 1 else math.nan
+                    row["p_value"] = _paired_p(pairs["a"].to_numpy(), pairs["t"].to_numpy())
+                rows.append(row)
+    df = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    for col in ("finalist", "trial_id", "trials", "complete", "repeats"):
+        df[col] = pd.array(df[col], dtype="Int64")
+    for col in COMPARISON_COLUMNS[7:]:
+        if col != "repeats":
+            df[col] = df[col].astype(float)
+    return df
+
+
+def _group_row(section: str, family: str, placement: str, part: pd.DataFrame) -> dict:
+    acc = part.loc[part["status"] == "complete", "best_val_accuracy"].astype(float).dropna()
+    return {
+        "section": section,
+        "family": family,
+        "placement": placement,
+        "trials": int(len(part)),
+        "complete": int((part["status"] == "complete").sum()),
+        "best_val_accuracy": float(acc.max()) if len(acc) else math.nan,
+        "mean_val_accuracy": float(acc.mean()) if len(acc) else math.nan,
+    }
+
+
+def _paired_p(a, b) -> float:
+    import warnings
+
+    import numpy as np
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2:
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # identical pairs: zero variance, p is NaN
+        p = stats.ttest_rel(a, b).pvalue
+    return float(p)
+
+
+def _num(value: Any) -> float:
+    try:
+        return math.nan if value is None else float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def write_table(df: pd.DataFrame, path: os.PathLike | str) -> pathlib.Path:
+    """Writes `df` as CSV atomically: a temporary file in the same folder, then a rename.
+
+    A reader (or a run killed mid-write) sees the old table or the new one, never half.
+    """
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def _read(run_dir: os.PathLike | str, name: str) -> pd.DataFrame:
+    import pandas as pd
+
+    path = pathlib.Path(run_dir) / name
+    if not pathlib.Path(run_dir).is_dir():
+        raise RunDirError(
+            f"`run_dir` must be a run folder (one `attn-search run` wrote). "
+            f"Received: run_dir={str(run_dir)!r}, which is not a folder"
+        )
+    if not path.is_file():
+        raise RunDirError(
+            f"`run_dir` must be a run folder (one `attn-search run` wrote); it has no {name}. "
+            f"Received: run_dir={str(run_dir)!r}"
+        )
+    try:
+        df = pd.read_csv(path, dtype={c: "string" for c in _TEXT}, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise RunDirError(f"{name} in `run_dir` is empty. Received: run_dir={str(run_dir)!r}") from None
+    for col in _TEXT:
+        if col in df.columns:
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+    if "error" in df.columns:
+        df["error"] = df["error"].fillna("")
+    return df
+
+
+def read_leaderboard(run_dir: os.PathLike | str) -> pd.DataFrame:
+    """Reads a run's `leaderboard.csv` (best trial first).
+
+    Args:
+        run_dir: The run folder.
+
+    Returns:
+        The leaderboard DataFrame (see `records_to_frame` for its columns).
+
+    Raises:
+        RunDirError: `run_dir` is not a folder or holds no leaderboard.csv.
+    """
+    df = _read(run_dir, LEADERBOARD_FILE)
+    for col in ("trial_id", "epochs", "params", "seed", "twin_of"):
+        if col in df.columns:
+            df[col] = pd_int(df[col])
+    return df
+
+
+def read_comparison(run_dir: os.PathLike | str) -> pd.DataFrame:
+    """Reads a run's `comparison.csv` (see `comparison_frame` for its columns).
+
+    Raises:
+        RunDirError: `run_dir` is not a folder or holds no comparison.csv.
+    """
+    df = _read(run_dir, COMPARISON_FILE)
+    for col in ("finalist", "trial_id", "trials", "complete", "repeats"):
+        if col in df.columns:
+            df[col] = pd_int(df[col])
+    if "placement" in df.columns:
+        df["placement"] = df["placement"].fillna("")
+    return df
+
+
+def pd_int(series):
+    import pandas as pd
+
+    return pd.array(pd.to_numeric(series, errors="coerce"), dtype="Int64")
+
+
+_LEADERBOARD_VIEW = (
+    "trial_id",
+    "status",
+    "family",
+    "placement",
+    "best_val_accuracy",
+    "best_val_loss",
+    "epochs",
+    "params",
+    "train_seconds",
+)
+
+
+def format_table(df: pd.DataFrame, top: int | None = None, *, max_width: int = 48) -> str:
+    """Renders a leaderboard or comparison as a fixed-width text table.
+
+    Numbers are rounded (accuracies and losses to 4 places, seconds to 1, p-values to 3
+    significant digits); missing values show as `-`; long text is cut to `max_width`.
+    Columns that are empty in every shown row are left out.
+
+    Args:
+        df: A leaderboard, a comparison, or any DataFrame.
+        top: Show only the first `top` rows. Defaults to `None` (all).
+        max_width: The widest a cell may be. Defaults to 48.
+
+    Returns:
+        The table as a string (no trailing newline); `"(no rows)"` for an empty table.
+
+    Example:
+
+    >>> import pandas as pd
+    >>> print(format_table(pd.DataFrame({"trial_id": [1], "best_val_accuracy": [0.91234]})))
+    trial_id  best_val_accuracy
+           1             0.9123
+    """
+    if top is not None:
+        df = df.head(int(top))
+    if not len(df):
+        return "(no rows)"
+    df = df.copy()
+    if "error" in df.columns and not df["error"].fillna("").astype(str).str.len().any():
+        df = df.drop(columns=["error"])
+    if {"trial_id", "best_val_accuracy", "status"} <= set(df.columns) and "section" not in df:
+        # A leaderboard: the essentials, then gammas and hyperparameters, error last.
+        lead = [c for c in _LEADERBOARD_VIEW if c in df.columns]
+        rest = [c for c in df.columns if c not in lead and c not in ("engine", "seed", "twin_of")]
+        df = df[lead + rest]
+    out = {}
+    for col in df.columns:
+        cells = [_cell(col, v, max_width) for v in df[col].tolist()]
+        if all(c == "-" for c in cells) and col not in ("trial_id", "family", "status"):
+            continue
+        out[col] = cells
+    widths = {c: max(len(c), *(len(x) for x in cells)) for c, cells in out.items()}
+    numeric = {c: all(_is_number_cell(x) for x in cells) for c, cells in out.items()}
+    lines = ["  ".join(c.rjust(widths[c]) if numeric[c] else c.ljust(widths[c]) for c in out)]
+    for i in range(len(df)):
+        lines.append(
+            "  ".join(
+                out[c][i].rjust(widths[c]) if numeric[c] else out[c][i].ljust(widths[c])
+                for c in out
+            )
+        )
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _is_number_cell(text: str) -> bool:
+    if text == "-":
+        return True
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _cell(col: str, value: Any, max_width: int) -> str:
+    if value is None:
+        return "-"
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return "-"
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if col == "p_value":
+            return f"{value:.3g}"
+        if col.endswith("seconds"):
+            return f"{value:.1f}"
+        measured = ("accuracy", "loss", "gamma", "diff", "seconds")
+        if value.is_integer() and abs(value) < 1e9 and not any(m in col for m in measured):
+            return str(int(value))  # an int column with gaps (NaN) reads back as float
+        if abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3):
+            return f"{value:.3g}"
+        return f"{value:.4f}"
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= max_width else text[: max_width - 3] + "..."
