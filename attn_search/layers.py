@@ -21,6 +21,60 @@ def _is_positive_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
 
 
+def _with_ones(x):
+    """Appends a channel of ones: `[x, 1] @ ...` then also yields the row sums, in one matmul."""
+    return ops.concatenate([x, ops.ones_like(x[..., :1])], axis=-1)
+
+
+@ops.custom_gradient
+def _softmax_attention(q, k, v):
+    """`softmax(q k^T) v` over the last two axes, with a hand-written gradient.
+
+    Shapes: q (..., T, d), k (..., S, d), v (..., S, dv) -> (..., T, dv), all float32.
+
+    Autodiff of `matmul(softmax(matmul(q, k^T)), v)` makes about a dozen passes over the
+    (T, S) attention matrix in the backward pass. This version makes fewer: the softmax
+    normaliser comes out of the value matmul (`e @ [v, 1]`), the softmax gradient's row sums
+    come from the small (T, dv) tensors (`sum(dA * A) = sum(dctx * ctx)`), and every matmul
+    transposes only the small operand. With one key channel, the row maxima needed for a
+    stable exp come from k's extremes without a pass over the matrix. Measured in
+    benchmarks/bench_layer.py.
+    """
+    if q.shape[-1] == 1:
+        # max_j q_i k_j = q_i * (max k if q_i >= 0 else min k), exactly.
+        k_max = ops.max(k, axis=-2, keepdims=True)  # (..., 1, 1)
+        k_min = ops.min(k, axis=-2, keepdims=True)
+        row_max = ops.where(q >= 0, q * k_max, q * k_min)  # (..., T, 1)
+        # exp(q k^T - row_max) as a single matmul: [q, -row_max] @ [k, 1]^T
+        e = ops.exp(
+            ops.matmul(ops.concatenate([q, -row_max], -1), ops.swapaxes(_with_ones(k), -1, -2))
+        )  # (..., T, S)
+    else:
+        logits = ops.matmul(q, ops.swapaxes(k, -1, -2))  # (..., T, S)
+        e = ops.exp(logits - ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True)))
+    v1 = _with_ones(v)  # (..., S, dv + 1)
+    weighted = ops.matmul(e, v1)  # (..., T, dv + 1)
+    denominator = weighted[..., -1:]  # (..., T, 1)
+    context = weighted[..., :-1] / denominator  # (..., T, dv)
+
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        d_numerator = upstream / denominator  # (..., T, dv)
+        d_denominator = -ops.sum(upstream * context, axis=-1, keepdims=True) / denominator
+        # dE = [d_num, d_den] @ [v, 1]^T, then through exp: dL = dE * e  (..., T, S)
+        d_logits = ops.matmul(
+            ops.concatenate([d_numerator, d_denominator], -1), ops.swapaxes(v1, -1, -2)
+        ) * e
+        d_q = ops.matmul(d_logits, k)  # (..., T, d)
+        # e^T @ d_num and d_logits^T @ q, computed as (small^T @ big)^T
+        d_k = ops.swapaxes(ops.matmul(ops.swapaxes(q, -1, -2), d_logits), -1, -2)
+        d_v = ops.swapaxes(ops.matmul(ops.swapaxes(d_numerator, -1, -2), e), -1, -2)
+        return d_q, d_k, d_v
+
+    return context, grad
+
+
 @keras.saving.register_keras_serializable(package="attn_search")
 class SelfAttentionConv2D(keras.layers.Layer):
     """Self-attention over the spatial positions of a feature map (SAGAN, arXiv 1805.08318).
@@ -271,23 +325,33 @@ class SelfAttentionConv2D(keras.layers.Layer):
                 ops.reshape(value, (batch, -1, heads, dv)),  # (B, S, heads, dv)
                 scale=scale,
             )  # (B, HW, heads, dv)
-        elif heads == 1:
-            # One head: plain batched matmuls, no transposes.
-            q = ops.reshape(query, (batch, -1, dk))  # (B, HW, dk)
-            k = ops.reshape(key, (batch, -1, dk))  # (B, S, dk)
-            v = ops.reshape(value, (batch, -1, dv))  # (B, S, dv)
-            logits = ops.matmul(q * ops.cast(scale, q.dtype), ops.transpose(k, (0, 2, 1)))
-            scores = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), v.dtype)
-            context = ops.matmul(scores, v)  # (B, HW, dv)
-            scores = ops.expand_dims(scores, 1)  # (B, 1, HW, S)
         else:
-            q = ops.transpose(ops.reshape(query, (batch, -1, heads, dk)), (0, 2, 1, 3))
-            k = ops.transpose(ops.reshape(key, (batch, -1, heads, dk)), (0, 2, 3, 1))
-            v = ops.transpose(ops.reshape(value, (batch, -1, heads, dv)), (0, 2, 1, 3))
-            # q: (B, heads, HW, dk), k: (B, heads, dk, S), v: (B, heads, S, dv)
-            logits = ops.matmul(q * ops.cast(scale, q.dtype), k)  # (B, heads, HW, S)
-            scores = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), v.dtype)
-            context = ops.transpose(ops.matmul(scores, v), (0, 2, 1, 3))  # (B, HW, heads, dv)
+            if heads == 1:
+                # One head: no transposes at all.
+                q = ops.reshape(query, (batch, -1, dk))  # (B, HW, dk)
+                k = ops.reshape(key, (batch, -1, dk))  # (B, S, dk)
+                v = ops.reshape(value, (batch, -1, dv))  # (B, S, dv)
+            else:
+                q = ops.transpose(ops.reshape(query, (batch, -1, heads, dk)), (0, 2, 1, 3))
+                k = ops.transpose(ops.reshape(key, (batch, -1, heads, dk)), (0, 2, 1, 3))
+                v = ops.transpose(ops.reshape(value, (batch, -1, heads, dv)), (0, 2, 1, 3))
+                # q: (B, heads, HW, dk), k: (B, heads, S, dk), v: (B, heads, S, dv)
+            # The softmax runs in float32, also under mixed precision.
+            q = ops.cast(q, "float32") * scale
+            k = ops.cast(k, "float32")
+            v32 = ops.cast(v, "float32")
+            if mode == "scores":
+                logits = ops.matmul(q, ops.swapaxes(k, -1, -2))  # (..., HW, S)
+                weights = ops.softmax(logits, axis=-1)
+                context = ops.matmul(weights, v32)  # (..., HW, dv)
+                scores = ops.cast(weights, self.compute_dtype)
+                if heads == 1:
+                    scores = ops.expand_dims(scores, 1)  # (B, 1, HW, S)
+            else:
+                context = _softmax_attention(q, k, v32)  # (..., HW, dv)
+            context = ops.cast(context, v.dtype)
+            if heads > 1:
+                context = ops.transpose(context, (0, 2, 1, 3))  # (B, HW, heads, dv)
 
         context = ops.reshape(context, (batch, height, width, heads * dv))  # (B, H, W, heads*dv)
         gamma = ops.cast(self.gamma, context.dtype)

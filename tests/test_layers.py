@@ -50,8 +50,40 @@ def test_matches_numpy_reference(case):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(outputs), want_out, atol=1e-5)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(scores), want_scores, atol=1e-5)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(features), want_features, atol=1e-5)
-    # the plain call takes the same path as the one returning scores
+    # the plain call takes the fast path (hand-written gradient), which must agree too
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), want_out, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(), dict(key_dim=3, num_heads=2), dict(num_heads=3, kv_pool=2, filters=5)],
+    ids=["one-key-channel", "heads", "heads-kv_pool"],
+)
+def test_hand_written_gradient_matches_autodiff(kwargs):
+    import tensorflow as tf
+
+    x = tf.constant(_rand(2, 6, 5, 8))
+    layer = _built(SelfAttentionConv2D(activation="tanh", **kwargs), x)
+    grads = {}
+    for path in ("fast", "autodiff"):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            # the scores path is plain autodiff of softmax(q k^T) v
+            y = layer(x) if path == "fast" else layer(x, return_attention_scores=True)[0]
+            loss = tf.reduce_sum(tf.sin(3.0 * y))
+        grads[path] = tape.gradient(loss, [x, *layer.trainable_weights])
+    for fast, auto in zip(grads["fast"], grads["autodiff"]):
+        np.testing.assert_allclose(fast.numpy(), auto.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_one_key_channel_is_stable_for_large_logits():
+    # exp(q k^T) would overflow float32 here without the exact row maxima
+    x = _rand(2, 6, 6, 8) * 200.0
+    layer = _built(SelfAttentionConv2D(filters=4), x, gamma=1.0)
+    want, _, _ = reference_forward(layer, x)
+    got = keras.ops.convert_to_numpy(layer(x))
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
 def test_fused_and_matmul_paths_agree():
