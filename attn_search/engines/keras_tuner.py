@@ -207,6 +207,7 @@ class KerasTunerEngine(Engine):
             "engine": self.name,
             "status": "failed",
             "family": plan.get("family"),
+            "hp": trial.hp_values(trial._hp) if getattr(trial, "_hp", None) is not None else {},
             "error": f"{error}; it is re-run when the run resumes",
             "interrupted": True,
         }

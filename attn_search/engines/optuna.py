@@ -411,6 +411,7 @@ class OptunaEngine(Engine):
         rerun = len(self.study.get_trials(deepcopy=False))  # the number the re-run will get
         plan = frozen.user_attrs.get(_PLAN)
         record = dict(frozen.user_attrs.get(_RECORD) or {})
+        record.setdefault("hp", dict(frozen.params))
         record.update(
             trial_id=frozen.number,
             engine=self.name,
