@@ -219,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print comparison.csv (attention against its baselines) instead",
     )
+    p.add_argument(
+        "--wide",
+        action="store_true",
+        help="also show every hyperparameter column (the full leaderboard.csv)",
+    )
     p.set_defaults(handler=_cmd_leaderboard)
 
     p = commands.add_parser(
@@ -418,9 +423,18 @@ def _add_run_parser(commands: Any, common: argparse.ArgumentParser) -> None:
 
 # --------------------------------------------------------------------------- handlers
 def _quiet_tensorflow(args: argparse.Namespace) -> None:
-    # TensorFlow's C++ start-up chatter hides the progress lines; keep it unless asked.
-    if not getattr(args, "debug", False) and not getattr(args, "verbose", 0):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Keeps TensorFlow's and Keras' chatter from burying the progress lines.
+
+    --verbose or --debug keep everything.
+    """
+    if getattr(args, "debug", False) or getattr(args, "verbose", 0):
+        return
+    import logging
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
 
 
 def _run_config(args: argparse.Namespace) -> Any:
@@ -448,7 +462,7 @@ def _run_config(args: argparse.Namespace) -> Any:
         limit=args.limit,
         image_size=args.image_size,
         memory_budget_mb=args.memory_budget_mb,
-        verbose=args.verbose,
+        verbose=min(args.verbose, 2),
         quiet=args.quiet,
     )
     config.validate()
@@ -492,8 +506,8 @@ def _print_run_summary(result: Any) -> None:
     leaderboard = getattr(result, "leaderboard", None)
     if leaderboard is not None and len(leaderboard):
         print()
-        print("Leaderboard (best 10; all trials in leaderboard.csv):")
-        print(format_table(leaderboard, top=10))
+        print("Leaderboard (best 10; every trial and hyperparameter in leaderboard.csv):")
+        print(format_table(_narrow(leaderboard), top=10))
     comparison = getattr(result, "comparison", None)
     if comparison is not None and len(comparison):
         print()
@@ -526,8 +540,32 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
         what = f"family {args.family!r}" if args.family else "any trial"
         print(f"No rows for {what} in {args.run_dir}.")
         return EXIT_OK
+    if not args.comparison and not args.wide:
+        table = _narrow(table)
     print(lb.format_table(table, top=args.top))
     return EXIT_OK
+
+
+# The leaderboard columns a terminal shows by default (gamma_* and the error follow); the
+# hyperparameters (dozens of columns) only with --wide.
+_NARROW = (
+    "trial_id",
+    "status",
+    "family",
+    "placement",
+    "best_val_accuracy",
+    "best_val_loss",
+    "epochs",
+    "params",
+    "train_seconds",
+)
+
+
+def _narrow(table: Any) -> Any:
+    columns = [c for c in _NARROW if c in table.columns]
+    columns += [c for c in table.columns if str(c).startswith("gamma_")]
+    columns += [c for c in ("error",) if c in table.columns]
+    return table[columns] if len(columns) > 2 else table
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -156,11 +156,21 @@ def _comparison_section(comparison: Any) -> list[str]:
     if comparison is None or not len(comparison):
         return lines + ["No comparison.csv yet (the run has not reached its finalists).", ""]
     lines += [
-        "From `comparison.csv`: per placement and family over the search, and for the "
-        "finalists the test accuracy over repeated seeds with the paired difference.",
+        "From `comparison.csv`. Search rows: validation accuracy per family and placement. "
+        "Finalist rows: test accuracy over repeated seeds, each baseline twin trained on the "
+        "same seeds as its attention model; `diff_mean` is attention minus that baseline, paired "
+        "over the seeds (positive: attention wins), `p_value` a paired t-test's.",
         "",
     ]
-    return lines + _markdown(comparison) + [""]
+    if "section" not in comparison.columns:
+        return lines + _markdown(comparison) + [""]
+    titles = {"family": "By family", "placement": "By placement", "finalist": "Finalists"}
+    for section, part in comparison.groupby("section", sort=False):
+        part = part.drop(columns=["section"]).dropna(axis=1, how="all")
+        part = part.loc[:, [c for c in part.columns if part[c].astype(str).str.len().any()]]
+        lines += [f"### {titles.get(str(section), str(section))}", ""]
+        lines += _markdown(part) + [""]
+    return lines
 
 
 def _families_section(leaderboard: Any, run_dir: pathlib.Path) -> list[str]:
@@ -367,7 +377,7 @@ def _attention_figure(images: Any, maps: Sequence[Any], names: Sequence[str], pa
     canvas = Image.new("RGB", (cols * (_CELL + 4) + 4, header + len(images) * (_CELL + 4) + 4), "white")
     draw = ImageDraw.Draw(canvas)
     for c, title in enumerate(["image", *names]):
-        draw.text((4 + c * (_CELL + 4), 2), title[:16], fill="black")
+        draw.text((4 + c * (_CELL + 4), 2), title if len(title) <= 16 else title[:15] + "~", fill="black")
     for r, image in enumerate(images):
         top = header + 4 + r * (_CELL + 4)
         base = Image.fromarray(_image_rgb(image)).resize((_CELL, _CELL), Image.NEAREST)
