@@ -395,3 +395,155 @@ def test_leaderboard_command_without_comparison(tiny_run, capsys):
         "attn-search: error: `run_dir` must be a run folder (one `attn-search run` wrote); it "
         f"has no comparison.csv. Received: run_dir={str(tiny_run)!r}\n"
     )
+
+
+# --------------------------------------------------------------------------- real runs
+_TINY = ["--limit", "200", "--trials", "2", "--max-epochs", "1", "--finalists", "1", "--repeats", "2"]
+
+
+@pytest.fixture(scope="module")
+def real_runs(tmp_path_factory):
+    """`attn-search run` for both engines, as subprocesses started together (2 CPU cores)."""
+    root = tmp_path_factory.mktemp("runs")
+    script = _console_script()
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "attn_search"]
+    procs = {}
+    for engine in ("optuna", "keras-tuner"):
+        out = root / engine
+        procs[engine] = (
+            out,
+            subprocess.Popen(
+                [*command, "run", "--engine", engine, *_TINY, "--out", str(out)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=_python_env(),
+                cwd=root,
+            ),
+        )
+    runs = {}
+    for engine, (out, proc) in procs.items():
+        stdout, stderr = proc.communicate(timeout=600)
+        runs[engine] = (out, proc.returncode, stdout, stderr)
+    return runs
+
+
+@pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
+def test_run_command_writes_every_output(real_runs, engine):
+    import pandas as pd
+
+    out, code, stdout, stderr = real_runs[engine]
+    assert code == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert f"\nRun folder: {out} (status: complete)\n" in stdout
+    assert f"\nBest model: {out / 'best_model.keras'}\n" in stdout
+    for name in ("leaderboard.csv", "comparison.csv", "best_model.keras", "config.yaml", "run.json"):
+        assert (out / name).is_file(), name
+    assert (out / ("study.db" if engine == "optuna" else "keras_tuner")).exists()
+
+    board = pd.read_csv(out / "leaderboard.csv")
+    expected = ["trial_id", "status", "family", "placement", "best_val_accuracy",
+                "best_val_loss", "epochs", "params", "train_seconds"]
+    assert list(board.columns[: len(expected)]) == expected
+    assert sorted(board["trial_id"]) == [0, 1]
+    assert sorted(board["family"]) == ["attention", "plain"]
+    assert set(board["status"]) == {"complete"}
+
+    comparison = pd.read_csv(out / "comparison.csv")
+    finalists = comparison[comparison["section"] == "finalist"]
+    assert sorted(finalists["family"]) == ["attention", "matched", "plain"]
+    assert list(finalists["repeats"]) == [2, 2, 2]
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_export_and_report_of_a_real_run(real_runs, tmp_path, capsys):
+    import warnings
+
+    import numpy as np
+    import tensorflow as tf
+
+    from attn_search.datasets import load_dataset
+    from attn_search.export import load_best_model
+
+    out = real_runs["optuna"][0]
+    to = tmp_path / "best.tflite"
+    assert main(["export", str(out), "--format", "tflite", "--to", str(to)]) == 0
+    assert capsys.readouterr().out == f"Exported tflite model to {to}\n"
+    x, _ = load_dataset("digits", limit=200, seed=0).arrays("val")
+    x = x[:8].astype("float32")
+    expected = load_best_model(out).predict(x, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=str(to))
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+    assert main(["report", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "### Finalists\n" in text
+    assert "## Learned gamma (best model)\n" in text
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (
+            ["run", "--engine", "sklearn"],
+            "attn-search: error: --engine must be one of optuna, keras-tuner. "
+            "Received: --engine='sklearn'",
+        ),
+        (
+            ["run", "--engine", "keras-tuner", "--tuner", "evolution"],
+            "attn-search: error: --tuner must be one of random, bayesian, hyperband, grid. "
+            "Received: --tuner='evolution'",
+        ),
+        (
+            ["run", "--trials", "0"],
+            "attn-search: error: --trials must be a positive integer. Received: --trials=0",
+        ),
+        (
+            ["run", "--pruner", "patient"],
+            "attn-search: error: `pruner` must be one of 'median', 'hyperband', "
+            "'successive-halving', 'none'. Received: pruner='patient'",
+        ),
+        (
+            ["run", "--dataset", "digitz"],
+            None,  # the datasets module's message, checked below
+        ),
+        (
+            ["run", "--space", "defualt"],
+            "attn-search: error: Unknown search space 'defualt'. Did you mean 'default'? "
+            "Shipped spaces: cifar, default, mnist; or give the path of a YAML file.",
+        ),
+    ],
+)
+def test_bad_arguments_in_a_subprocess(argv, line, tmp_path):
+    proc = _run_cli(*argv, timeout=120, cwd=tmp_path)
+    if line is None:
+        from attn_search.datasets import check_spec
+
+        with pytest.raises(DatasetError) as info:
+            check_spec(argv[-1])
+        line = f"attn-search: error: {info.value}"
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", line + "\n")
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_run_refuses_a_folder_of_another_run(real_runs, capsys):
+    # In-process: TensorFlow is already loaded here, and the wiring of exit codes and stderr
+    # is what the subprocess tests above check.
+    out = real_runs["optuna"][0]
+    before = (out / "leaderboard.csv").read_bytes()
+    assert main(["run", *_TINY, "--seed", "7", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "attn-search: error: `out` holds a run with another configuration (seed: 0 there, 7 "
+        "here). Resume it with the same configuration, choose another folder, or pass "
+        f"overwrite=True to replace it. Received: out='{out}'\n"
+    )
+    assert (out / "leaderboard.csv").read_bytes() == before
