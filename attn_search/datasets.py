@@ -44,6 +44,7 @@ __all__ = [
     "check_spec",
     "load_dataset",
     "make_pathfinder",
+    "make_same_different",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -87,7 +88,7 @@ class DatasetInfo:
         name: short name, e.g. ``"digits"``, a folder's or file's name, ``"pathfinder"``.
         source: where the data came from, e.g. ``"sklearn.datasets.load_digits"``,
             ``"folder:/data/pets"``, ``"npz:/data/x.npz"``,
-            ``"synthetic:pathfinder(size=32,n=4000,paths=2,length=40,seed=0)"``.
+            ``"synthetic:pathfinder(size=16,n=6000,paths=2,length=20,seed=0)"``.
         input_shape: ``(H, W, C)`` of one image.
         num_classes: number of classes; labels are ``0 .. num_classes - 1``.
         class_names: the name of each label, in label order.
@@ -295,6 +296,7 @@ class _Synthetic:
     params: dict[str, _Param]
     description: str
     make: str  # name of the generator function in this module
+    class_names: tuple[str, ...] = ("0", "1")
 
     def resolve(self, given: dict[str, int]) -> dict[str, int]:
         values = {k: p.default for k, p in self.params.items()}
@@ -311,14 +313,28 @@ _SYNTHETIC = {
             "pathfinder",
             2,
             {
-                "size": _Param(32, 12, 256, "image height and width"),
-                "n": _Param(4000, 20, 1_000_000, "number of images (half of each class)"),
+                "size": _Param(16, 12, 256, "image height and width"),
+                "n": _Param(6000, 20, 1_000_000, "number of images (half of each class)"),
                 "paths": _Param(2, 2, 8, "curves per image (the marked ones + distractors)"),
-                "length": _Param(40, 4, 4096, "steps per curve (default 1.25 * size)"),
+                "length": _Param(20, 4, 4096, "steps per curve (default 1.25 * size)"),
                 "seed": _Param(-1, -1, 2**31 - 1, "generator seed (default: load seed)"),
             },
             "positive control: are the two marked dots joined by one curve? (long-range)",
             "make_pathfinder",
+            ("disconnected", "connected"),
+        ),
+        _Synthetic(
+            "same_different",
+            2,
+            {
+                "size": _Param(16, 12, 256, "image height and width"),
+                "n": _Param(6000, 20, 1_000_000, "number of images (half of each class)"),
+                "patch": _Param(4, 2, 8, "side of the two square patterns"),
+                "seed": _Param(-1, -1, 2**31 - 1, "generator seed (default: load seed)"),
+            },
+            "harder control: are two distant patterns identical? (relational; needs many images)",
+            "make_same_different",
+            ("different", "same"),
         ),
     )
 }
@@ -1199,7 +1215,7 @@ def _load_synthetic(name: str, given: dict[str, int], seed: int) -> _Source:
     return _Source(
         name=name,
         source=f"synthetic:{name}({params})",
-        class_names=("disconnected", "connected"),
+        class_names=task.class_names,
         parts={"train": (x[..., None], y)},
         scale=1.0 / 255.0,
     )
@@ -1210,7 +1226,7 @@ _DISTANCE_BINS = 8
 
 
 def make_pathfinder(
-    n: int = 4000, size: int = 32, paths: int = 2, length: int | None = None, seed: int = 0
+    n: int = 6000, size: int = 16, paths: int = 2, length: int | None = None, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """The Pathfinder-style positive control: are the two marked dots joined by one curve?
 
@@ -1230,8 +1246,9 @@ def make_pathfinder(
     curves touch are redrawn, so the label always equals the connectivity of the lit pixels.
 
     Args:
-        n: number of images; ``n // 2`` of label 1, the rest of label 0. Defaults to 4000.
-        size: height and width in pixels. Defaults to 32.
+        n: number of images; ``n // 2`` of label 1, the rest of label 0. Defaults to 6000.
+        size: height and width in pixels. Defaults to 16, where a small convnet learns the
+            task in a few epochs on a CPU; at 24 or 32 it needs many more images and epochs.
         paths: curves per image: the two that carry marks plus ``paths - 2`` distractors.
             Defaults to 2 (more curves make it harder and slower to generate).
         length: unit steps per curve. Defaults to ``round(1.25 * size)``.
@@ -1333,3 +1350,74 @@ def _pathfinder_batch(rng: np.random.Generator, m: int, size: int, paths: int, l
     apart = gap.max(axis=1) >= 4  # the two 3x3 marks do not touch
     dist = np.hypot(*gap.T.astype(np.float64))
     return img, label, dist, apart
+
+
+def make_same_different(
+    n: int = 6000, size: int = 16, patch: int = 4, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same-different control: are the two patterns in the image identical?
+
+    Each image (``size`` x ``size``, one channel, black background) holds two square
+    ``patch`` x ``patch`` patterns of grey (value 96) and white (255) pixels, far apart: their
+    distance along the rows or the columns is at least ``size // 2``. Label 1 ("same"): the
+    second pattern is an exact copy of the first; label 0 ("different"): it has the same number
+    of white pixels in another arrangement. To solve it a model must compare the contents of two
+    distant places, pixel by pixel. This is SVRT problem 1 (Fleuret et al., 2011), the task on
+    which Kim, Ricci and Serre (2018, "Not-so-CLEVR") found feed-forward convnets struggle when
+    the shapes are many and varied (here there are up to 2^(patch^2) patterns), and which a layer
+    that relates every position to every other can do in one step.
+
+    Fair by construction, not tuned to flatter attention: the classes are balanced; both classes
+    draw positions the same way and have the same number of white and grey pixels, so neither
+    place, distance nor brightness gives the answer away. A convnet may still solve it (for
+    example by global pooling of rich enough features); the comparison measures whether the
+    attention layer helps. It is much harder than `make_pathfinder`: with a few thousand images
+    and a few epochs, small models of either kind can stay at chance; give it more images.
+
+    Args:
+        n: number of images; ``n // 2`` of label 1, the rest of label 0. Defaults to 6000.
+        size: height and width in pixels; at least ``2 * patch + 4``. Defaults to 16.
+        patch: side of each pattern. Defaults to 4.
+        seed: the images are a function of (n, size, patch, seed). Defaults to 0.
+
+    Returns:
+        ``(x, y)``: x uint8 (n, size, size), y int32 (n,).
+    """
+    if size < 2 * patch + 4:
+        raise DatasetError(
+            f"same_different needs size >= 2 * patch + 4 to keep the patterns apart. "
+            f"Received: size={size}, patch={patch}"
+        )
+    rng = np.random.default_rng(seed)
+    cells = patch * patch
+    y = np.zeros(n, np.int32)
+    y[: n // 2] = 1
+    y = y[rng.permutation(n)]
+    # First pattern: each cell white with probability 1/2, the count kept within
+    # 1 .. cells - 1 so that a different arrangement with the same count always exists.
+    on = np.clip(rng.binomial(cells, 0.5, size=n), 1, cells - 1)
+    ranks = np.argsort(rng.random((n, cells)), axis=1)
+    first = ranks < on[:, None]  # (n, cells) bool, exactly on[i] white cells
+    # Second pattern: a copy, or a reshuffle of the same cells that differs from the first.
+    second = first.copy()
+    todo = np.flatnonzero(y == 0)
+    while len(todo):
+        shuffled = np.argsort(rng.random((len(todo), cells)), axis=1)
+        second[todo] = np.take_along_axis(first[todo], shuffled, axis=1)
+        todo = todo[np.all(second[todo] == first[todo], axis=1)]
+    # Positions: top-left corners, apart by >= size // 2 along rows or columns.
+    span = size - patch + 1
+    corners = np.empty((n, 2, 2), np.int64)
+    todo = np.arange(n)
+    while len(todo):
+        corners[todo] = rng.integers(0, span, size=(len(todo), 2, 2))
+        gap = np.abs(corners[todo, 0] - corners[todo, 1]).max(axis=1)
+        todo = todo[gap < size // 2]
+    x = np.zeros((n, size, size), np.uint8)
+    rows = np.arange(n)[:, None]
+    grid_r, grid_c = np.divmod(np.arange(cells), patch)
+    for k, pattern in enumerate((first, second)):
+        r = corners[:, k, 0:1] + grid_r[None, :]
+        c = corners[:, k, 1:2] + grid_c[None, :]
+        x[rows, r, c] = np.where(pattern, 255, 96)
+    return x, y

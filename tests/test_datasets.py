@@ -19,6 +19,7 @@ from attn_search.datasets import (
     check_spec,
     load_dataset,
     make_pathfinder,
+    make_same_different,
 )
 from attn_search.errors import AttnSearchError, DatasetError
 
@@ -203,13 +204,14 @@ def test_dataset_is_returned_as_is_and_info_to_dict():
 def test_available_lists_builtins_with_shape_classes_size_download():
     rows = {r["name"]: r for r in available()}
     assert list(rows) == ["digits", "mnist", "fashion_mnist", "cifar10", "cifar100",
-                          "pathfinder"]
+                          "pathfinder", "same_different"]
     assert rows["digits"] == {
         "name": "digits", "shape": (8, 8, 1), "classes": 10, "size": 1797, "download": False,
         "description": "handwritten digits 0-9 from scikit-learn, embedded; the quick default",
     }
     assert rows["cifar100"]["classes"] == 100 and rows["cifar100"]["download"] is True
-    assert rows["pathfinder"]["shape"] == (32, 32, 1)
+    assert rows["pathfinder"]["shape"] == (16, 16, 1)
+    assert rows["pathfinder"]["size"] == 6000
     assert rows["pathfinder"]["download"] is False
     for row in rows.values():
         assert set(row) == {"name", "shape", "classes", "size", "download", "description"}
@@ -258,7 +260,8 @@ def test_unknown_name_without_close_match_lists_known_names():
         load_dataset("imagenet")
     assert _message(e) == (
         "Unknown dataset 'imagenet': not a built-in name, nor an existing folder or .npz file. "
-        "Known names: digits, mnist, fashion_mnist, cifar10, cifar100, pathfinder. "
+        "Known names: digits, mnist, fashion_mnist, cifar10, cifar100, pathfinder, "
+        "same_different. "
         "(see `attn-search datasets`)"
     )
 
@@ -795,4 +798,41 @@ def test_pathfinder_parameters_too_crowded_to_draw():
     assert _message(e) == (
         "Could not draw 200 pathfinder images of size 16 with 3 curves of length 20 that do not "
         "touch (kept 36 of 31024 drawn); use fewer or shorter curves, or a larger size."
+    )
+
+
+def test_same_different_is_deterministic_balanced_and_labels_are_equality():
+    from scipy import ndimage
+
+    x, y = make_same_different(n=400, size=20, patch=4, seed=2)
+    x2, y2 = make_same_different(n=400, size=20, patch=4, seed=2)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert not np.array_equal(x, make_same_different(n=400, size=20, patch=4, seed=3)[0])
+    assert x.shape == (400, 20, 20) and x.dtype == np.uint8
+    assert np.bincount(y).tolist() == [200, 200]
+    assert set(np.unique(x).tolist()) == {0, 96, 255}
+    for image, label in zip(x, y):
+        parts, count = ndimage.label(image > 0, structure=np.ones((3, 3), bool))
+        assert count == 2
+        boxes = ndimage.find_objects(parts)
+        a, b = (image[box] for box in boxes)
+        assert a.shape == b.shape == (4, 4)
+        assert (a == 255).sum() == (b == 255).sum()  # brightness gives nothing away
+        assert np.array_equal(a, b) == bool(label)
+        (r1, c1), (r2, c2) = ((box[0].start, box[1].start) for box in boxes)
+        assert max(abs(r1 - r2), abs(c1 - c2)) >= 10  # far apart
+
+
+def test_same_different_spec_and_its_size_rule():
+    data = load_dataset("same_different:size=16,n=200", seed=1)
+    assert data.info.input_shape == (16, 16, 1)
+    assert data.info.class_names == ("different", "same")
+    assert data.info.source == "synthetic:same_different(size=16,n=200,patch=4,seed=1)"
+    assert data.info.sizes == {"train": 140, "val": 30, "test": 30}
+    with pytest.raises(DatasetError) as e:
+        load_dataset("same_different:size=12,patch=5")
+    assert _message(e) == (
+        "same_different needs size >= 2 * patch + 4 to keep the patterns apart. "
+        "Received: size=12, patch=5"
     )
