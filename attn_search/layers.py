@@ -26,6 +26,11 @@ def _with_ones(x):
     return ops.concatenate([x, ops.ones_like(x[..., :1])], axis=-1)
 
 
+# Up to this many columns (key_dim * (value_dim + 1)), the backward pass regroups its sums so
+# that it never writes a (T, S) matrix; beyond it, that costs more arithmetic than it saves.
+_FACTORED_GRAD_MAX_COLUMNS = 16
+
+
 @ops.custom_gradient
 def _softmax_attention(q, k, v):
     """`softmax(q k^T) v` over the last two axes, with a hand-written gradient.
@@ -62,12 +67,41 @@ def _softmax_attention(q, k, v):
             (upstream,) = args
         d_numerator = upstream / denominator  # (..., T, dv)
         d_denominator = -ops.sum(upstream * context, axis=-1, keepdims=True) / denominator
+        d_weighted = ops.concatenate([d_numerator, d_denominator], -1)  # (..., T, dv + 1)
+        d_key, d_val = q.shape[-1], v1.shape[-1]
+        if d_key * d_val <= _FACTORED_GRAD_MAX_COLUMNS:
+            # dL_ij = e_ij * (d_weighted_i . v1_j) is never materialised: both reductions of
+            # dL are regrouped into one matmul each with e, so the backward pass reads the
+            # (T, S) matrix twice and writes nothing of that size.
+            #   d_q_i[a] = sum_c d_weighted_ic * (e @ (k[a] * v1[c]))_i
+            #   d_k_j[a] = sum_c v1_jc * (e^T @ (q[a] * d_weighted[c]))_j,  d_v = e^T @ d_num
+            k_v1 = ops.reshape(
+                ops.expand_dims(k, -1) * ops.expand_dims(v1, -2),
+                (*ops.shape(k)[:-1], d_key * d_val),
+            )  # (..., S, d*(dv+1))
+            e_kv = ops.matmul(e, k_v1)  # (..., T, d*(dv+1))
+            e_kv = ops.reshape(
+                e_kv, (*ops.shape(e_kv)[:-1], d_key, d_val)
+            )
+            d_q = ops.sum(e_kv * ops.expand_dims(d_weighted, -2), axis=-1)  # (..., T, d)
+            q_dw = ops.reshape(
+                ops.expand_dims(q, -1) * ops.expand_dims(d_weighted, -2),
+                (*ops.shape(q)[:-1], d_key * d_val),
+            )  # (..., T, d*(dv+1))
+            small = ops.concatenate([q_dw, d_numerator], -1)  # (..., T, d*(dv+1) + dv)
+            reduced = ops.swapaxes(ops.matmul(ops.swapaxes(small, -1, -2), e), -1, -2)
+            # reduced: (..., S, d*(dv+1) + dv)
+            e_q = ops.reshape(
+                reduced[..., : d_key * d_val],
+                (*ops.shape(reduced)[:-1], d_key, d_val),
+            )
+            d_k = ops.sum(e_q * ops.expand_dims(v1, -2), axis=-1)  # (..., S, d)
+            d_v = reduced[..., d_key * d_val :]  # (..., S, dv)
+            return d_q, d_k, d_v
         # dE = [d_num, d_den] @ [v, 1]^T, then through exp: dL = dE * e  (..., T, S)
-        d_logits = ops.matmul(
-            ops.concatenate([d_numerator, d_denominator], -1), ops.swapaxes(v1, -1, -2)
-        ) * e
+        d_logits = ops.matmul(d_weighted, ops.swapaxes(v1, -1, -2)) * e
         d_q = ops.matmul(d_logits, k)  # (..., T, d)
-        # e^T @ d_num and d_logits^T @ q, computed as (small^T @ big)^T
+        # d_logits^T @ q and e^T @ d_num, computed as (small^T @ big)^T
         d_k = ops.swapaxes(ops.matmul(ops.swapaxes(q, -1, -2), d_logits), -1, -2)
         d_v = ops.swapaxes(ops.matmul(ops.swapaxes(d_numerator, -1, -2), e), -1, -2)
         return d_q, d_k, d_v

@@ -56,8 +56,13 @@ def test_matches_numpy_reference(case):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(), dict(key_dim=3, num_heads=2), dict(num_heads=3, kv_pool=2, filters=5)],
-    ids=["one-key-channel", "heads", "heads-kv_pool"],
+    [
+        dict(),
+        dict(key_dim=3, num_heads=2),
+        dict(num_heads=3, kv_pool=2, filters=5),
+        dict(key_dim=4, value_dim=8, num_heads=2),  # too wide for the factored backward pass
+    ],
+    ids=["one-key-channel", "heads", "heads-kv_pool", "wide-heads"],
 )
 def test_hand_written_gradient_matches_autodiff(kwargs):
     import tensorflow as tf
@@ -295,9 +300,11 @@ def test_backend_agrees_with_numpy_reference(backend):
         sys.path.insert(0, "tests")
         from attn_search import SelfAttentionConv2D
         from layer_reference import reference_forward
+        keras.utils.set_random_seed(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
         x = np.random.default_rng(0).normal(size=(2, 7, 6, 8)).astype("float32")
         for kwargs in (dict(num_heads=2, filters=4, kv_pool=2),
                        dict(num_heads=2, key_dim=4, value_dim=4),   # fused path on jax
+                       dict(key_dim=4, value_dim=8),                 # wide: plain backward
                        dict(filters=3)):
             layer = SelfAttentionConv2D(activation="relu", **kwargs)
             layer(x)
@@ -305,6 +312,16 @@ def test_backend_agrees_with_numpy_reference(backend):
             want, _, _ = reference_forward(layer, x, activation=lambda t: np.maximum(t, 0))
             got = keras.ops.convert_to_numpy(layer(x))
             np.testing.assert_allclose(got, want, atol=1e-5)
+            if keras.backend.backend() == "jax":
+                # the hand-written gradient against JAX's autodiff of the scores path
+                import jax
+                def loss(weights, scores):
+                    out = layer.stateless_call(weights, [], x, return_attention_scores=scores)[0]
+                    out = out[0] if scores else out
+                    return jax.numpy.sum(jax.numpy.sin(3.0 * out))
+                weights = [w.value for w in layer.trainable_weights]
+                for fast, auto in zip(jax.grad(loss)(weights, False), jax.grad(loss)(weights, True)):
+                    np.testing.assert_allclose(fast, auto, rtol=1e-4, atol=1e-5)
         print(keras.backend.backend())
         """,
         KERAS_BACKEND=backend,
