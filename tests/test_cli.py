@@ -191,6 +191,76 @@ def test_flags_are_case_insensitive_choices():
     assert args.image_size == (28, 28)
 
 
+# --------------------------------------------------------------------------- run: flags -> RunConfig
+def _fake_run_search(calls, status="complete"):
+    import types
+
+    import pandas as pd
+
+    def run_search(config):
+        calls.append(config)
+        return types.SimpleNamespace(
+            run_dir=pathlib.Path("results/fake"),
+            leaderboard=pd.DataFrame(),
+            comparison=pd.DataFrame(),
+            best_model_path=None,
+            status=status,
+        )
+
+    return run_search
+
+
+def test_run_flags_become_the_run_config(monkeypatch, capsys):
+    import dataclasses
+
+    import attn_search.runner
+
+    calls = []
+    monkeypatch.setattr(attn_search.runner, "run_search", _fake_run_search(calls))
+    argv = [
+        "run", "--dataset", "pathfinder", "--space", "mnist", "--engine", "optuna",
+        "--tuner", "hyperband", "--sampler", "random", "--pruner", "none", "--trials", "7",
+        "--max-epochs", "3", "--time-budget", "90.5", "--seed", "4", "--finalists", "2",
+        "--repeats", "5", "--out", "runs/x", "--resume", "--storage", "sqlite:///s.db",
+        "--study", "s1", "--limit", "300", "--image-size", "16x20", "--memory-budget-mb", "64",
+        "-vv", "--debug",
+    ]
+    assert main(argv) == 0
+    (config,) = calls
+    assert dataclasses.asdict(config) == dataclasses.asdict(
+        attn_search.runner.RunConfig(
+            dataset="pathfinder", space="mnist", engine="optuna", tuner="hyperband",
+            sampler="random", pruner="none", trials=7, max_epochs=3, time_budget=90.5, seed=4,
+            finalists=2, repeats=5, out="runs/x", resume=True, overwrite=False,
+            storage="sqlite:///s.db", study="s1", limit=300, image_size=(16, 20),
+            memory_budget_mb=64.0, verbose=2, quiet=False,
+        )
+    )
+    assert capsys.readouterr().out == "\nRun folder: results/fake (status: complete)\n"
+
+
+def test_run_defaults_and_quiet(monkeypatch, capsys):
+    import dataclasses
+
+    import attn_search.runner
+
+    calls = []
+    monkeypatch.setattr(attn_search.runner, "run_search", _fake_run_search(calls, "stopped"))
+    assert main(["run", "--quiet"]) == 0
+    expected = dataclasses.replace(attn_search.runner.RunConfig(), quiet=True)
+    assert dataclasses.asdict(calls[0]) == dataclasses.asdict(expected)
+    assert capsys.readouterr().out == "results/fake\n"
+
+
+def test_run_config_errors_are_one_line(capsys):
+    argv = ["run", "--resume", "--overwrite"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "attn-search: error: `resume` and `overwrite` cannot both be set: resume continues the "
+        "run in the folder, overwrite deletes it. Received: resume=True, overwrite=True\n"
+    )
+
+
 # --------------------------------------------------------------------------- library errors
 @pytest.mark.parametrize(
     "error, code, line",
