@@ -374,6 +374,13 @@ def _add_run_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         help="seeds per finalist. Defaults to 3.",
     )
     budget.add_argument(
+        "--max-consecutive-failures",
+        type=_positive_int("--max-consecutive-failures"),
+        default=5,
+        metavar="N",
+        help="stop the search after N failed trials in a row. Defaults to 5.",
+    )
+    budget.add_argument(
         "--memory-budget-mb",
         type=_positive_float("--memory-budget-mb"),
         default=None,
@@ -410,7 +417,7 @@ def _add_run_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         "--verbose",
         action="count",
         default=0,
-        help="show Keras' per-epoch output (-vv: per batch)",
+        help="show Keras' training output: -v progress bars, -vv one line per epoch",
     )
     loud.add_argument(
         "-q",
@@ -462,6 +469,7 @@ def _run_config(args: argparse.Namespace) -> Any:
         limit=args.limit,
         image_size=args.image_size,
         memory_budget_mb=args.memory_budget_mb,
+        max_consecutive_failures=args.max_consecutive_failures,
         verbose=min(args.verbose, 2),
         quiet=args.quiet,
     )
