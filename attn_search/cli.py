@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import re
 import sys
 import traceback
@@ -521,6 +522,10 @@ def _print_run_summary(result: Any) -> None:
         print()
         print("Comparison (comparison.csv):")
         print(format_table(comparison))
+    report = pathlib.Path(result.run_dir) / "report.md"
+    if report.is_file():
+        print()
+        print(f"Report: {report}")
     if getattr(result, "best_model_path", None):
         print()
         print(f"Best model: {result.best_model_path}")
@@ -676,6 +681,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _error(exc)
         return EXIT_USAGE if isinstance(exc, _BAD_INPUT) else EXIT_FAILURE
+    except OSError as exc:  # a full disk, a read-only folder: the system's words suffice
+        if debug:
+            traceback.print_exc()
+        where = f": '{exc.filename}'" if getattr(exc, "filename", None) else ""
+        _error(f"{exc.strerror or exc}{where}")
+        return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if debug:
             traceback.print_exc()

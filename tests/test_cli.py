@@ -282,6 +282,11 @@ def test_run_config_errors_are_one_line(capsys):
         ),
         (KeyboardInterrupt(), 130, "attn-search: error: interrupted"),
         (
+            PermissionError(13, "Permission denied", "/ro/m.keras"),
+            1,
+            "attn-search: error: Permission denied: '/ro/m.keras'",
+        ),
+        (
             RuntimeError("disk on fire"),
             1,
             "attn-search: error: RuntimeError: disk on fire (run with --debug for the traceback)",
