@@ -4,8 +4,9 @@ One resolver, `load_dataset(spec)`, turns what a user has into a `Dataset`:
 
 - a built-in name: ``digits`` (scikit-learn's 8x8 handwritten digits, embedded, the default),
   ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100`` (through ``keras.datasets``; they
-  download on first use), or a synthetic task such as ``pathfinder`` or
-  ``pathfinder:size=24,n=2000`` (generated from a seed, no download);
+  download on first use), or a synthetic positive control, ``pathfinder`` or
+  ``same_different``, with optional parameters such as ``pathfinder:size=24,n=2000``
+  (generated from a seed, no download; see `make_pathfinder` and `make_same_different`);
 - a folder with one sub-folder of images per class (PNG, JPEG, BMP, GIF);
 - an ``.npz`` file with ``x_train, y_train`` (optionally ``x_val, y_val, x_test, y_test``) or
   ``x, y``;
@@ -403,8 +404,10 @@ def load_dataset(
     Args:
         spec: what to load:
             - a built-in name: ``"digits"``, ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``,
-              ``"cifar100"``, or a synthetic task ``"pathfinder"`` with optional parameters
-              ``"pathfinder:size=24,n=2000,paths=3,length=30,seed=1"``;
+              ``"cifar100"``, or a synthetic task, ``"pathfinder"`` or ``"same_different"``,
+              with optional parameters, e.g.
+              ``"pathfinder:size=24,n=2000,paths=3,length=30,seed=1"`` or
+              ``"same_different:size=32,patch=3"``;
             - a folder with one sub-folder of images per class (PNG, JPEG, BMP, GIF; any sizes
               and modes; sub-folders of a class folder are searched too);
             - an ``.npz`` file with ``x_train, y_train`` and optionally ``x_val, y_val,
@@ -1236,12 +1239,12 @@ def make_pathfinder(
     the same curve; label 0 ("disconnected"): they sit on ends of two different curves. To solve
     it a model must follow a curve from one mark and find out whether it reaches the other: the
     marks can be far apart (up to the whole image), so the answer depends on relating distant
-    positions, which a stack of small convolutions only sees once its receptive field spans the
-    curve, and which attention can relate in one step.
+    positions: a stack of small convolutions relates them only once its receptive field spans
+    the curve, while an attention layer relates any two positions directly.
 
     Fair by construction, not tuned to flatter attention: the classes are balanced; both classes
-    have the same number of curves, lit pixels, marks and unmarked curve ends (two); the
-    distance between the two marks has the same distribution in both classes (matched in
+    are drawn by the same process, with the same number of curves, marks and unmarked curve
+    ends (two); the distance between the two marks has the same distribution in both classes (matched in
     ``8`` distance bins), so neither clutter nor distance gives the answer away; images where
     curves touch are redrawn, so the label always equals the connectivity of the lit pixels.
 
