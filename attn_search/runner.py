@@ -620,12 +620,14 @@ class _Runner:
         }
         for fam in self.baselines:
             self.hypermodels[fam] = self.hypermodels["attention"].with_family(fam)
+        epochs = self.space.training.get("epochs")
         self.engine.open(
             self.run_dir,
             hypermodel=self.hypermodels["attention"],
             trials=c.trials,
             seed=c.seed,
-            max_epochs=c.max_epochs,
+            # The most epochs a trial can train: the resource of Hyperband-style searches.
+            max_epochs=c.max_epochs or (int(epochs.highest()) if epochs is not None else None),
         )
         self.finalist_runs = self._load_finalists()
         self.write_run_info("running")
@@ -715,7 +717,7 @@ class _Runner:
         if self.config.max_epochs:
             epochs = min(epochs, self.config.max_epochs)
         if engine_epochs:
-            epochs = min(epochs, engine_epochs) if self.config.max_epochs else engine_epochs
+            epochs = min(epochs, engine_epochs)
         return int(epochs)
 
     def fit(self, hypermodel, hp, model, *, seed: int, epochs: int, trial: EngineTrial | None):
@@ -723,11 +725,18 @@ class _Runner:
         batch = hp.values.get("train/batch_size") if hasattr(hp, "values") else None
         batch = int(batch or 32)
         callback = _TrialCallback(trial)
+        train = self.data.train(batch, shuffle=True, seed=seed)
+        n_train = int(self.data.info.sizes.get("train", 0))
+        if n_train >= 2 * batch and n_train % batch:
+            # Full batches only (the split is reshuffled each epoch, so a different remainder
+            # sits out each time): a smaller last batch would make TensorFlow trace the
+            # training step twice, which costs more than the training itself on small data.
+            train = train.take(n_train // batch)
         t0 = time.monotonic()
         history = hypermodel.fit(
             hp,
             model,
-            self.data.train(batch, shuffle=True, seed=seed),
+            train,
             validation_data=self.data.val(batch),
             epochs=epochs,
             callbacks=[callback],
@@ -1099,6 +1108,17 @@ def run_search(config: RunConfig | Mapping[str, Any] | None = None, **overrides:
     if overrides:
         config = dataclasses.replace(config, **overrides)
     config.validate()
-    runner = _Runner(config)
-    runner.setup()
-    return runner.run()
+    import logging
+
+    # Every trial builds new models, so TensorFlow's "retracing" warning would fire on every
+    # run; it says nothing a user can act on here.
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    if not config.verbose:
+        tf_logger.setLevel(logging.ERROR)
+    try:
+        runner = _Runner(config)
+        runner.setup()
+        return runner.run()
+    finally:
+        tf_logger.setLevel(level)

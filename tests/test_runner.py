@@ -1,0 +1,421 @@
+"""The runner: a small run per engine (contract), faults, Ctrl-C, kill -9 and resume, tables.
+
+Runs are tiny (digits cut to 200 examples, 3 trials, 1-2 epochs, 1 finalist x 2 seeds), so the
+whole file stays within a couple of minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from attn_search.errors import AttnSearchError, ConfigError, RunDirError
+from attn_search.runner import ProgressPrinter, RunConfig, run_search
+
+SMALL = dict(dataset="digits", limit=200, trials=3, max_epochs=1, finalists=1, repeats=2, quiet=True)
+
+
+def _config(engine: str, out: pathlib.Path, **kw) -> RunConfig:
+    return RunConfig(**{**SMALL, "engine": engine, "out": str(out), **kw})
+
+
+@pytest.fixture(scope="module", params=["keras-tuner", "optuna"])
+def small_run(request, tmp_path_factory):
+    """One finished small run per engine, shared by the contract tests below."""
+    out = tmp_path_factory.mktemp(request.param.replace("-", "_")) / "run"
+    result = run_search(_config(request.param, out))
+    return request.param, out, result
+
+
+# ------------------------------------------------------------------------------- contract
+
+
+def test_run_writes_every_output(small_run):
+    engine, out, result = small_run
+    assert result.run_dir == out and result.status == "complete"
+    names = {"leaderboard.csv", "comparison.csv", "best_model.keras", "config.yaml", "run.json"}
+    assert names <= {p.name for p in out.iterdir()}
+    assert (out / ("study.db" if engine == "optuna" else "keras_tuner")).exists()
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # atomic writes
+
+
+def test_leaderboard_columns_statuses_and_order(small_run):
+    from attn_search.leaderboard import LEADERBOARD_COLUMNS, read_leaderboard
+
+    engine, out, result = small_run
+    board = read_leaderboard(out)
+    assert list(board.columns[:9]) == list(LEADERBOARD_COLUMNS[:9])
+    assert list(board.columns[-4:]) == ["seed", "twin_of", "engine", "error"]
+    assert "gamma_0" in board.columns
+    for hp in ("attention/placement", "train/learning_rate", "train/batch_size", "backbone/blocks"):
+        assert hp in board.columns
+    assert sorted(board["trial_id"]) == [0, 1, 2]
+    assert set(board["engine"]) == {engine}
+    assert set(board["family"]) == {"plain", "attention"}
+    assert set(board["status"]) <= {"complete", "pruned", "failed", "skipped"}
+    # Trial 0 is the plain backbone with default values, on every engine.
+    first = board[board["trial_id"] == 0].iloc[0]
+    assert first["family"] == "plain" and first["placement"] == "none"
+    assert first["backbone/blocks"] == 2 and first["train/learning_rate"] == 0.001
+    assert math.isnan(first["gamma_0"])
+    att = board[board["family"] == "attention"]
+    assert att["gamma_0"].notna().all() and (att["placement"] != "none").all()
+    assert (board["epochs"] == 1).all() and (board["params"] > 0).all()
+    complete = board[board["status"] == "complete"]["best_val_accuracy"].tolist()
+    assert complete == sorted(complete, reverse=True)
+    assert board.equals(read_leaderboard(out))  # reading is stable
+    assert len(result.leaderboard) == len(board)
+
+
+def test_comparison_finalists_with_repeats_and_paired_test(small_run):
+    from scipy import stats
+
+    from attn_search.leaderboard import COMPARISON_COLUMNS, read_comparison
+
+    engine, out, result = small_run
+    comp = read_comparison(out)
+    assert list(comp.columns) == list(COMPARISON_COLUMNS)
+    fam = comp[comp["section"] == "family"].set_index("family")
+    assert fam.loc["plain", "trials"] == 1 and fam.loc["attention", "trials"] == 2
+    assert set(comp[comp["section"] == "placement"]["family"]) == {"plain", "attention"}
+    fin = comp[comp["section"] == "finalist"].set_index("family")
+    assert list(fin.index) == ["attention", "plain", "matched"]
+    assert (fin["repeats"] == 2).all() and (fin["finalist"] == 1).all()
+    runs = json.loads((out / "finalists.json").read_text())["runs"]
+    assert len(runs) == 6 and {r["seed"] for r in runs} == {1000, 2000}
+    acc = {(r["family"], r["seed"]): r["test_accuracy"] for r in runs}
+    for twin in ("plain", "matched"):
+        a = [acc["attention", s] for s in (1000, 2000)]
+        t = [acc[twin, s] for s in (1000, 2000)]
+        diffs = [x - y for x, y in zip(a, t)]
+        assert fin.loc[twin, "diff_mean"] == pytest.approx(sum(diffs) / 2)
+        p = stats.ttest_rel(a, t).pvalue
+        assert (math.isnan(p) and math.isnan(fin.loc[twin, "p_value"])) or fin.loc[
+            twin, "p_value"
+        ] == pytest.approx(p)
+    assert math.isnan(fin.loc["attention", "diff_mean"])
+
+
+def test_best_model_config_and_run_json(small_run):
+    import keras
+    import numpy as np
+    import yaml
+
+    from attn_search.leaderboard import read_leaderboard
+
+    engine, out, result = small_run
+    model = keras.models.load_model(result.best_model_path, safe_mode=True)
+    assert model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0).shape == (2, 10)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["dataset"]["name"] == "digits" and config["dataset"]["limit"] == 200
+    assert config["space"]["name"] == "default" and config["engine"]["name"] == engine
+    assert config["budget"]["trials"] == 3 and config["seeds"]["finalists"] == [1000, 2000]
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["versions"]["keras"] == keras.__version__
+    assert set(run["timings"]) == {"search_seconds", "finalists_seconds", "total_seconds"}
+    best = read_leaderboard(out).iloc[0]
+    assert run["best_model"]["trial_id"] == best["trial_id"]
+
+
+def test_rerun_same_config_resumes_without_retraining(small_run):
+    engine, out, result = small_run
+    before = (out / "leaderboard.csv").read_text()
+    t0 = time.monotonic()
+    again = run_search(_config(engine, out))
+    assert time.monotonic() - t0 < 30  # nothing trained again
+    assert (out / "leaderboard.csv").read_text() == before
+    assert len(json.loads((out / "finalists.json").read_text())["runs"]) == 6
+    run = json.loads((out / "run.json").read_text())
+    assert again.status == "complete" and len(run["sessions"]) == 2
+
+
+def test_folder_of_another_run_is_refused(small_run):
+    engine, out, result = small_run
+    with pytest.raises(RunDirError) as info:
+        run_search(_config(engine, out, seed=1))
+    assert str(info.value) == (
+        "`out` holds a run with another configuration (seed: 0 there, 1 here). Resume it with "
+        "the same configuration, choose another folder, or pass overwrite=True to replace it. "
+        f"Received: out={str(out)!r}"
+    )
+
+
+def test_folder_that_is_not_a_run_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError) as info:
+        run_search(_config("optuna", tmp_path))
+    assert str(info.value) == (
+        "`out` holds files but no run (no readable config.yaml); choose an empty or new folder, "
+        f"or pass overwrite=True to write the run there. Received: out={str(tmp_path)!r}"
+    )
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+# --------------------------------------------------------------------------------- faults
+
+
+@pytest.fixture
+def patched_build(monkeypatch):
+    """Makes the n-th model build (0-based, search trials only) misbehave as asked."""
+    import keras
+
+    from attn_search.hypermodels import AttentionCNN
+
+    original = AttentionCNN.build
+    plan: dict[int, str] = {}
+    calls = {"n": 0}
+
+    def build(self, hp):
+        n = calls["n"]
+        calls["n"] += 1
+        what = plan.get(n, plan.get("*"))
+        if what == "raise":
+            raise RuntimeError("boom")
+        if what == "interrupt":
+            raise KeyboardInterrupt
+        model = original(self, hp)
+        if what == "nan":
+            model.compile(
+                optimizer="adam",
+                loss=lambda y, p: keras.ops.mean(p) * float("nan"),
+                metrics=["accuracy"],
+            )
+        return model
+
+    monkeypatch.setattr(AttentionCNN, "build", build)
+    return plan
+
+
+def test_nan_and_raising_trials_fail_alone(tmp_path, patched_build):
+    patched_build.update({1: "nan", 2: "raise"})
+    result = run_search(_config("optuna", tmp_path / "run", trials=4, finalists=0))
+    board = result.leaderboard.set_index("trial_id")
+    assert list(board["status"].sort_index()) == ["complete", "failed", "failed", "complete"]
+    assert board.loc[1, "error"] == (
+        "NaN loss at epoch 1, batch 1 (TerminateOnNaN): lower the learning rate or check the data"
+    )
+    assert board.loc[2, "error"] == "RuntimeError: boom"
+    assert board.loc[2, "family"] == "attention"
+    assert result.status == "complete"
+    assert list(result.leaderboard["status"]) == ["complete", "complete", "failed", "failed"]
+
+
+def test_consecutive_failures_stop_the_run(tmp_path, patched_build):
+    patched_build["*"] = "raise"
+    out = tmp_path / "run"
+    with pytest.raises(AttnSearchError) as info:
+        run_search(_config("optuna", out, trials=5, finalists=0, max_consecutive_failures=2))
+    assert str(info.value) == (
+        "The search stopped: the last 2 trials failed in a row (max_consecutive_failures=2). "
+        f"Last error: RuntimeError: boom. The tables in {out} list every trial."
+    )
+    with open(out / "leaderboard.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+
+
+def test_ctrl_c_writes_tables_then_resume_reruns_the_trial(tmp_path, patched_build):
+    patched_build[1] = "interrupt"
+    out = tmp_path / "run"
+    config = _config("optuna", out, trials=2, finalists=0)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config)
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    with open(out / "leaderboard.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["trial_id"], r["status"]) for r in rows] == [("0", "complete"), ("1", "failed")]
+    assert rows[1]["error"] == "interrupted by the user (KeyboardInterrupt); re-run as trial 2"
+    patched_build.clear()
+    result = run_search(config)
+    board = result.leaderboard.set_index("trial_id")
+    assert list(board.index.sort_values()) == [0, 1, 2]
+    assert board.loc[2, "status"] == "complete" and board.loc[1, "status"] == "failed"
+    assert board.loc[0, "train_seconds"] == float(rows[0]["train_seconds"])  # kept, not re-run
+
+
+_WORKER = textwrap.dedent(
+    """
+    import sys
+    from attn_search.runner import run_search
+    run_search(dict(dataset="digits", limit=200, trials=3, max_epochs=2, finalists=0,
+                    quiet=True, engine=sys.argv[2], out=sys.argv[1]))
+    """
+)
+
+
+@pytest.mark.parametrize("engine", ["keras-tuner", "optuna"])
+def test_kill_9_after_first_trial_then_resume_to_full_count(engine, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WORKER, str(out), engine],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    first = None
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with open(out / "leaderboard.csv") as f:
+                    rows = [r for r in csv.DictReader(f) if r["status"] == "complete"]
+            except (OSError, csv.Error):
+                rows = []
+            if rows:
+                first = rows[0]
+                break
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    assert first is not None, err.decode()[-2000:]
+    assert proc.returncode == -signal.SIGKILL
+
+    result = run_search(
+        RunConfig(**{**SMALL, "trials": 3, "max_epochs": 2, "finalists": 0, "engine": engine, "out": str(out)})
+    )
+    board = result.leaderboard
+    counted = board[~board["error"].str.startswith("interrupted")]
+    assert len(counted) == 3 and counted["trial_id"].is_unique
+    assert (counted["status"] == "complete").all()
+    again = board.set_index("trial_id").loc[int(first["trial_id"])]
+    assert again["train_seconds"] == float(first["train_seconds"])  # the finished trial is kept
+    assert again["best_val_accuracy"] == float(first["best_val_accuracy"])
+    interrupted = board[board["error"].str.startswith("interrupted")]
+    if engine == "optuna":  # if the kill hit a running trial, it is recorded and re-run
+        assert len(interrupted) <= 1 and len(board) == 3 + len(interrupted)
+    else:  # KerasTuner retries it under the same id
+        assert len(interrupted) == 0 and len(board) == 3
+
+
+# --------------------------------------------------------------------------------- config
+
+
+_CONFIG_ERRORS = [
+        (dict(engine="hyperopt"), "`engine` must be one of 'optuna', 'keras-tuner'. Received: engine='hyperopt'"),
+        (dict(tuner="evolution"), "`tuner` must be one of 'random', 'bayesian', 'hyperband', 'grid'. Received: tuner='evolution'"),
+        (dict(trials=0), "`trials` must be a positive integer. Received: trials=0"),
+        (dict(repeats=0), "`repeats` must be a positive integer. Received: repeats=0"),
+        (dict(finalists=-1), "`finalists` must be an integer >= 0. Received: finalists=-1"),
+        (dict(max_epochs=0), "`max_epochs` must be a positive integer or None. Received: max_epochs=0"),
+        (dict(time_budget=-5), "`time_budget` must be a positive number or None. Received: time_budget=-5"),
+        (dict(image_size=(8,)), "`image_size` must be (height, width), two positive integers. Received: image_size=(8,)"),
+        (dict(verbose=3), "`verbose` must be 0, 1 or 2. Received: verbose=3"),
+        (
+            dict(resume=True, overwrite=True),
+            "`resume` and `overwrite` cannot both be set: resume continues the run in the folder, "
+            "overwrite deletes it. Received: resume=True, overwrite=True",
+        ),
+    ]
+
+
+def test_config_errors_name_the_field():
+    for kwargs, message in _CONFIG_ERRORS:
+        with pytest.raises(ConfigError) as info:
+            RunConfig(**kwargs).validate()
+        assert str(info.value) == message
+
+
+def test_run_search_rejects_unknown_fields():
+    with pytest.raises(ConfigError) as info:
+        run_search({"trails": 3})
+    assert str(info.value).startswith("`config` has unknown field(s) 'trails'; RunConfig accepts dataset, ")
+
+
+def test_config_needs_no_engine_library():
+    # The CLI validates a RunConfig before anything heavy loads.
+    code = (
+        "import sys; from attn_search.runner import RunConfig; RunConfig().validate(); "
+        "print('optuna' in sys.modules, 'keras_tuner' in sys.modules, 'pandas' in sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["False", "False", "False"]
+
+
+# ---------------------------------------------------------------------------- tables, progress
+
+
+def _rec(i, status, family, acc, **kw):
+    return {"trial_id": i, "engine": "optuna", "status": status, "family": family,
+            "best_val_accuracy": acc, "hp": {"train/batch_size": 32}, **kw}
+
+
+def test_records_to_frame_sorts_best_first_and_keeps_every_status():
+    from attn_search.leaderboard import records_to_frame
+
+    df = records_to_frame([
+        _rec(0, "complete", "plain", 0.8, placements=[]),
+        _rec(1, "failed", "attention", None, error="RuntimeError: boom"),
+        _rec(2, "complete", "attention", 0.9, placements=[1, 2], gammas=[0.1, -0.2]),
+        _rec(3, "pruned", "attention", 0.95, placements=[2], gammas=[0.0]),
+        _rec(4, "skipped", "attention", 0.9, placements=[1, 2]),
+    ])
+    assert list(df["trial_id"]) == [2, 0, 4, 3, 1]
+    assert list(df["placement"]) == ["1+2", "none", "1+2", "2", "none"]
+    assert list(df.columns[9:11]) == ["gamma_0", "gamma_1"] and df.loc[0, "gamma_1"] == -0.2
+    assert df.loc[4, "error"] == "RuntimeError: boom"
+
+
+def test_comparison_paired_difference_and_p_value():
+    from scipy import stats
+
+    from attn_search.leaderboard import comparison_frame, records_to_frame
+
+    att, plain = [0.90, 0.92, 0.95], [0.88, 0.91, 0.90]
+    runs = [
+        {"finalist": 1, "trial_id": 5, "family": f, "placement": p, "seed": s, "test_accuracy": a}
+        for f, p, accs in (("attention", "2", att), ("plain", "none", plain))
+        for s, a in zip((10, 20, 30), accs)
+    ]
+    comp = comparison_frame(records_to_frame([_rec(5, "complete", "attention", 0.9, placements=[2])]), runs)
+    fin = comp[comp["section"] == "finalist"].set_index("family")
+    assert fin.loc["attention", "test_accuracy_mean"] == pytest.approx(sum(att) / 3)
+    assert fin.loc["plain", "diff_mean"] == pytest.approx((0.02 + 0.01 + 0.05) / 3)
+    assert fin.loc["plain", "p_value"] == pytest.approx(stats.ttest_rel(att, plain).pvalue)
+    one = comparison_frame(records_to_frame([]), [r for r in runs if r["seed"] == 10])
+    row = one[one["family"] == "plain"].iloc[0]
+    assert row["repeats"] == 1 and math.isnan(row["p_value"]) and math.isnan(row["diff_std"])
+
+
+def test_format_table_and_read_errors(tmp_path):
+    import pandas as pd
+
+    from attn_search.leaderboard import format_table, read_leaderboard
+
+    df = pd.DataFrame({"trial_id": [3, 1], "status": ["complete", "failed"],
+                       "best_val_accuracy": [0.91234, float("nan")], "error": ["", "boom"]})
+    assert format_table(df, top=1) == "trial_id  status    best_val_accuracy\n       3  complete             0.9123"
+    with pytest.raises(RunDirError) as info:
+        read_leaderboard(tmp_path)
+    assert str(info.value) == (
+        "`run_dir` must be a run folder (one `attn-search run` wrote); it has no leaderboard.csv. "
+        f"Received: run_dir={str(tmp_path)!r}"
+    )
+
+
+def test_progress_line():
+    stream = io.StringIO()
+    printer = ProgressPrinter(10, stream=stream)
+    record = {"trial_id": 4, "status": "complete", "family": "attention", "placements": [2],
+              "best_val_accuracy": 0.9123, "hp": {"attention/0/num_heads": 2, "train/learning_rate": 0.0031}}
+    printer.trial(5, record, {"trial_id": 2, "family": "plain", "best_val_accuracy": 0.95}, 2.0)
+    line = stream.getvalue().strip()
+    assert line.startswith(
+        "[ 5/10] #4 attention@2 heads=2 lr=0.0031 | val_acc 0.9123 | best 0.9500 (#2 plain) | 0:00:00 elapsed, ~0:00:10 left"
+    )
+    quiet = ProgressPrinter(10, quiet=True, stream=stream)
+    quiet.trial(1, record, None, 1.0)
+    assert stream.getvalue().strip() == line
