@@ -33,9 +33,10 @@ __all__ = [
     "matched_block_design",
 ]
 
-# Bytes held per attention-map element during a training step: the logits, the softmax and the
-# softmax's gradient, each (B, heads, HW, HW_k). `benchmarks/bench_memory_guard.py` checks it.
-_MAPS_PER_STEP = 3
+# Map-sized buffers, each (B, heads, HW, HW_k), held at the peak of a training step. Measured
+# on TensorFlow/CPU (benchmarks/bench_memory_guard.py, results/bench_memory_guard.json): 1.1 to
+# 1.6 maps above the memory held before the step; 2 keeps the guard on the safe side.
+_MAPS_PER_STEP = 2
 _MATCH_TOLERANCE = 0.10
 _LAYER_NAME = re.compile(r"^(attention|matched)_(at_input|after_block(\d+))(_\d+)?$")
 
@@ -82,8 +83,10 @@ def attention_memory_bytes(
 ) -> int:
     """Estimated memory of one attention layer's maps in a training step.
 
-    `batch_size x num_heads x (H*W) x (H_k*W_k) x bytes x 3`: the logits, the softmax and its
-    gradient; `H_k = ceil(H / kv_pool)`.
+    `batch_size x num_heads x (H*W) x (H_k*W_k) x bytes x 2`, with `H_k = ceil(H / kv_pool)`:
+    a map for the forward pass (kept for the backward pass) and one for its gradient. The
+    measured peak of a training step on TensorFlow/CPU is 1.1 to 1.6 maps
+    (`benchmarks/bench_memory_guard.py`), so the estimate errs on the safe side.
 
     Returns:
         The estimate in bytes.
@@ -363,8 +366,8 @@ class AttentionCNN(keras_tuner.HyperModel):
         )
         raise TunerMemoryBudgetError(
             f"The attention maps would need about {total(tried) / 1024**2:.1f} MB in a training "
-            f"step ({details}; x {itemsize} bytes x {_MAPS_PER_STEP} for logits, softmax and "
-            f"gradient), over the memory budget of {self.budget_mb:.1f} MB. Lower "
+            f"step ({details}; x {itemsize} bytes x {_MAPS_PER_STEP} for forward and "
+            f"backward), over the memory budget of {self.budget_mb:.1f} MB. Lower "
             "train/batch_size, allow a larger attention.kv_pool, place attention deeper, or "
             "raise memory_budget_mb."
         )
@@ -480,7 +483,10 @@ class AttentionCNN(keras_tuner.HyperModel):
         early = self.space.early_stopping
         if early and not any(isinstance(c, keras.callbacks.EarlyStopping) for c in callbacks):
             monitor = early["monitor"]
-            has_val = bool(kwargs.get("validation_data") or kwargs.get("validation_split"))
+            has_val = (
+                kwargs.get("validation_data") is not None
+                or (kwargs.get("validation_split") or 0) > 0
+            )
             if monitor.startswith("val_") and not has_val:
                 monitor = monitor[len("val_") :]
             callbacks.append(
