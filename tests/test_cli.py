@@ -622,3 +622,38 @@ def test_run_refuses_a_folder_of_another_run(real_runs, capsys):
         f"overwrite=True to replace it. Received: out='{out}'\n"
     )
     assert (out / "leaderboard.csv").read_bytes() == before
+
+
+def test_ctrl_c_writes_the_tables_and_exits_130(tmp_path):
+    import signal
+
+    import pandas as pd
+
+    out = tmp_path / "run"
+    script = _console_script()
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "attn_search"]
+    argv = ["run", "--limit", "200", "--trials", "20", "--max-epochs", "1", "--finalists", "0"]
+    proc = subprocess.Popen(
+        [*command, *argv, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**_python_env(), "PYTHONUNBUFFERED": "1"},
+        cwd=tmp_path,
+    )
+    try:
+        for line in proc.stdout:  # wait for the first finished trial
+            if line.replace(" ", "").startswith("[1/20]"):
+                break
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == "attn-search: error: interrupted"
+    assert f"Interrupted: the tables in {out} hold every finished trial." in stdout
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert 1 <= len(board) < 20
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
