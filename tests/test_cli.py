@@ -86,6 +86,23 @@ def test_console_script_version():
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"attn-search {__version__}\n", "")
 
 
+def test_console_script_help_imports_no_framework():
+    script = _console_script()
+    if not script.exists():
+        pytest.skip("the attn-search console script is not installed (pip install -e .)")
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", str(script), "run", "--help"],
+        capture_output=True, text=True, env=_python_env(), timeout=60,
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: attn-search run")
+    # -X importtime lists every imported module on stderr: "import time: ... | name".
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert "attn_search.cli" in imported
+    heavy = sorted(m for m in imported if m.split(".")[0] in ("tensorflow", "keras", "optuna"))
+    assert heavy == []
+
+
 # --------------------------------------------------------------------------- help
 @pytest.mark.parametrize("command", SUBCOMMANDS)
 def test_every_command_has_help(command, capsys):
