@@ -529,6 +529,33 @@ class _TrialCallback:
         return Callback(*args, **kwargs)
 
 
+def _reinitialize(model, fresh):
+    """Gives `model` the weights and optimizer state of `fresh`, a new build of the same config.
+
+    A repeat with another seed is then training from scratch, while the model's traced training
+    and evaluation functions are reused: tracing them costs more than training small models.
+    Returns `fresh` itself when the two do not line up (nothing is reused then).
+    """
+    try:
+        optimizer = getattr(model, "optimizer", None)
+        new_optimizer = getattr(fresh, "optimizer", None)
+        if optimizer is None or new_optimizer is None or type(optimizer) is not type(new_optimizer):
+            return fresh
+        if not getattr(new_optimizer, "built", False):
+            new_optimizer.build(fresh.trainable_variables)
+        old_vars, new_vars = list(optimizer.variables), list(new_optimizer.variables)
+        if len(old_vars) != len(new_vars) or any(
+            tuple(a.shape) != tuple(b.shape) for a, b in zip(old_vars, new_vars)
+        ):
+            return fresh
+        model.set_weights(fresh.get_weights())
+        for old, new in zip(old_vars, new_vars):
+            old.assign(new)
+        return model
+    except (ValueError, TypeError, AttributeError):
+        return fresh
+
+
 def _error_text(error: BaseException) -> str:
     text = " ".join(str(error).split()) or "(no message)"
     name = type(error).__name__
@@ -628,6 +655,7 @@ class _Runner:
             seed=c.seed,
             # The most epochs a trial can train: the resource of Hyperband-style searches.
             max_epochs=c.max_epochs or (int(epochs.highest()) if epochs is not None else None),
+            overwrite=c.overwrite,  # a study in an external storage is deleted too
         )
         self.finalist_runs = self._load_finalists()
         self.write_run_info("running")
@@ -929,8 +957,8 @@ class _Runner:
         todo = [
             (rank, rec, seed, fam)
             for rank, rec in enumerate(chosen, start=1)
-            for seed in self.finalist_seeds
             for fam in families
+            for seed in self.finalist_seeds
             if (rec["trial_id"], fam, seed) not in done
         ]
         # A finalist list that changed since an earlier session (more trials) starts afresh.
@@ -944,9 +972,12 @@ class _Runner:
                 + (f" ({total - len(todo)} done earlier)" if total > len(todo) else "")
             )
         t0 = time.monotonic()
+        reuse: tuple[tuple[int, str], Any] | None = None
         for i, (rank, rec, seed, fam) in enumerate(todo, start=1):
-            keras.backend.clear_session()
-            gc.collect()
+            if reuse is None or reuse[0] != (rank, fam):
+                reuse = None
+                keras.backend.clear_session()
+                gc.collect()
             keras.utils.set_random_seed(seed)
             hypermodel = self.hypermodels[fam]
             hp = keras_tuner.HyperParameters()
@@ -962,7 +993,10 @@ class _Runner:
                 "error": "",
             }
             try:
-                model = hypermodel.build(hp)
+                model = hypermodel.build(hp)  # the seed's fresh weights
+                if reuse is not None:
+                    model = _reinitialize(reuse[1], model)
+                reuse = ((rank, fam), model)
                 epochs = self._epochs(dict(hp.values), None)
                 history, callback, seconds = self.fit(hypermodel, hp, model, seed=seed, epochs=epochs, trial=None)
                 desc = hypermodel.describe(hp, model)
@@ -986,6 +1020,7 @@ class _Runner:
                 raise
             except Exception as error:  # noqa: BLE001 - one failed fit does not end the run
                 run["error"] = _error_text(error)
+                reuse = None
             self.finalist_runs.append(clean_record(run))
             _write_json(self.run_dir / FINALISTS_FILE, {"runs": self.finalist_runs})
             self.tables()
