@@ -443,6 +443,35 @@ def _quiet_tensorflow(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing
     warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
+    _import_tensorflow_quietly()
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its C++ start-up lines (oneDNN, CUDA probing) kept off stderr.
+
+    Those lines are printed before TF_CPP_MIN_LOG_LEVEL takes effect, straight to file
+    descriptor 2; they are captured here and shown only if the import fails.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe prints its line here
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _run_config(args: argparse.Namespace) -> Any:
@@ -586,7 +615,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from attn_search.export import export_model
 
     path = export_model(args.run_dir, args.format, args.to, overwrite=args.overwrite)
-    print(f"Exported {args.format} model to {path}")
+    print(f"Exported the best model ({args.format}) to {path}")
     return EXIT_OK
 
 
