@@ -1225,7 +1225,7 @@ def _load_synthetic(name: str, given: dict[str, int], seed: int) -> _Source:
 
 
 _PATH_VALUE = 128  # curve pixels; the two marks are 255
-_DISTANCE_BINS = 8
+_BORDER_BINS = 4  # distance of the marks from the border, matched as 1, 2, 3, >= 4 pixels
 
 
 def make_pathfinder(
@@ -1244,9 +1244,11 @@ def make_pathfinder(
 
     Fair by construction, not tuned to flatter attention: the classes are balanced; both classes
     are drawn by the same process, with the same number of curves, marks and unmarked curve
-    ends (two); the distance between the two marks has the same distribution in both classes (matched in
-    ``8`` distance bins), so neither clutter nor distance gives the answer away; images where
-    curves touch are redrawn, so the label always equals the connectivity of the lit pixels.
+    ends (two), and whole marks (never cut by the border); the distance between the two marks,
+    and their distance from the border, have the same distribution in both classes (matched in
+    1-pixel bins), so neither clutter, distance nor position gives the answer away; images
+    where curves touch are redrawn, so the label always equals the connectivity of the lit
+    pixels.
 
     Args:
         n: number of images; ``n // 2`` of label 1, the rest of label 0. Defaults to 6000.
@@ -1266,33 +1268,31 @@ def make_pathfinder(
         length = max(4, round(1.25 * size))
     rng = np.random.default_rng(seed)
     want = {1: n // 2, 0: n - n // 2}
-    max_distance = math.hypot(size - 1, size - 1)
-    edges = np.linspace(0.0, max_distance + 1e-9, _DISTANCE_BINS + 1)
-    pools: dict[tuple[int, int], list[np.ndarray]] = {}
+    # Matching key: mark distance (1-pixel bins) x distance of the marks from the border.
+    n_keys = (int(math.hypot(size, size)) + 1) * _BORDER_BINS
+    pools: dict[tuple[int, int], list[int]] = {}
     images: list[np.ndarray] = []
     structure = np.zeros((3, 3, 3), bool)
     structure[1] = True  # 8-connectivity within each image, none across images
     drawn, budget = 0, 50 * n + 20_000  # candidates drawn, and the most we are willing to draw
     batch = max(256, 2 * n)
     while True:
-        img, label, dist, apart = _pathfinder_batch(rng, batch, size, paths, length)
+        img, label, key, valid = _pathfinder_batch(rng, batch, size, paths, length)
         drawn += batch
         lab, _ = ndimage.label(img > 0, structure=structure)
         flat = lab.reshape(batch, -1)
         top = flat.max(axis=1)
         masked = np.where(flat > 0, flat, np.iinfo(flat.dtype).max)
         components = top - masked.min(axis=1) + 1
-        # No two curves (or a mark and another curve) touch, and the two marks do not touch.
-        ok = (components == paths) & apart
+        # No two curves (or a mark and another curve) touch, and the marks are whole and apart.
+        ok = (components == paths) & valid
         start = len(images)
         images.extend(img[ok])
-        bins = np.clip(np.digitize(dist[ok], edges) - 1, 0, _DISTANCE_BINS - 1)
-        for j, (b, c) in enumerate(zip(bins, label[ok])):
+        for j, (b, c) in enumerate(zip(key[ok], label[ok])):
             pools.setdefault((int(b), int(c)), []).append(start + j)
-        # Matched counts per distance bin: the same number of each class in every bin.
+        # Matched counts per key: the same number of each class for every key.
         matched = np.array([
-            min(len(pools.get((b, 0), [])), len(pools.get((b, 1), [])))
-            for b in range(_DISTANCE_BINS)
+            min(len(pools.get((b, 0), [])), len(pools.get((b, 1), []))) for b in range(n_keys)
         ])
         if matched.sum() >= want[0]:
             break
@@ -1310,7 +1310,7 @@ def make_pathfinder(
         per_bin[c] = _allocate(matched, want[c], np.zeros_like(matched), matched)
     chosen, y = [], []
     for c in (0, 1):
-        for b in range(_DISTANCE_BINS):
+        for b in range(n_keys):
             chosen.extend(pools.get((b, c), [])[: per_bin[c][b]])
             y.extend([c] * int(per_bin[c][b]))
     order = rng.permutation(len(chosen))
@@ -1319,7 +1319,7 @@ def make_pathfinder(
 
 
 def _pathfinder_batch(rng: np.random.Generator, m: int, size: int, paths: int, length: int):
-    """Draws m candidates; -> (uint8 images (m, S, S), labels, mark distances, marks apart)."""
+    """Draws m candidates; -> (uint8 images (m, S, S), labels, matching keys, valid)."""
     hi = size - 1
     p = rng.uniform(1, hi - 1, size=(m, paths, 2))  # (x, y) start of every curve
     angle = rng.uniform(0, 2 * np.pi, size=(m, paths))
@@ -1350,9 +1350,12 @@ def _pathfinder_batch(rng: np.random.Generator, m: int, size: int, paths: int, l
             for dx in (-1, 0, 1):
                 img[rows, np.clip(mark[:, 1] + dy, 0, hi), np.clip(mark[:, 0] + dx, 0, hi)] = 255
     gap = np.abs(a - b)
-    apart = gap.max(axis=1) >= 4  # the two 3x3 marks do not touch
+    border = np.minimum(np.minimum(a, hi - a).min(axis=1), np.minimum(b, hi - b).min(axis=1))
+    # Both 3x3 marks lie whole inside the image, and they do not touch each other.
+    valid = (gap.max(axis=1) >= 4) & (border >= 1)
     dist = np.hypot(*gap.T.astype(np.float64))
-    return img, label, dist, apart
+    key = dist.astype(np.int64) * _BORDER_BINS + np.clip(border, 1, _BORDER_BINS) - 1
+    return img, label, key, valid
 
 
 def make_same_different(
