@@ -225,7 +225,7 @@ def _num(x) -> str:
 _SCHEMA: dict[str, dict[str, _Rule]] = {
     "backbone": {
         "blocks": _Rule("int", [2, 3], lo=1, hi=12),
-        "filters": _Rule("int", [8, 16], lo=1),
+        "filters": _Rule("int", [16, 32], lo=1),
         "growth": _Rule("float", 2.0, lo=1.0),
         "convs_per_block": _Rule("int", 1, lo=1),
         "kernel_size": _Rule("int", 3, lo=1),
