@@ -577,7 +577,10 @@ def _parse_name_or_path(spec) -> tuple[str, Any]:
             )
         return "npz", path
     looks_like_path = (
-        os.sep in text or "/" in text or text.lower().endswith(".npz") or text.startswith((".", "~"))
+        os.sep in text
+        or "/" in text
+        or text.lower().endswith(".npz")
+        or text.startswith((".", "~"))
     )
     if looks_like_path or not text:
         raise DatasetError(

@@ -339,8 +339,10 @@ def test_synthetic_parameter_errors(spec, message):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"val_fraction": 1.5}, "`val_fraction` must be a number in [0, 1). Received: val_fraction=1.5"),
-        ({"test_fraction": -0.1}, "`test_fraction` must be a number in [0, 1). Received: test_fraction=-0.1"),
+        ({"val_fraction": 1.5},
+         "`val_fraction` must be a number in [0, 1). Received: val_fraction=1.5"),
+        ({"test_fraction": -0.1},
+         "`test_fraction` must be a number in [0, 1). Received: test_fraction=-0.1"),
         ({"val_fraction": 0.5, "test_fraction": 0.5},
          "`val_fraction` + `test_fraction` must be below 1, to leave examples for training. "
          "Received: val_fraction=0.5, test_fraction=0.5"),
@@ -462,7 +464,8 @@ def test_npz_with_x_and_y(tmp_path):
         ({"images": np.zeros((4, 3, 3)), "labels": np.zeros(4)},
          "{where} has no 'x_train' and 'y_train' arrays (nor 'x' and 'y'); found: images, "
          "labels. Save it with numpy.savez(path, x_train=images, y_train=labels)."),
-        ({"x_train": np.zeros((4, 3, 3)), "y_train": np.arange(4) % 2, "x_val": np.zeros((2, 3, 3))},
+        ({"x_train": np.zeros((4, 3, 3)), "y_train": np.arange(4) % 2,
+          "x_val": np.zeros((2, 3, 3))},
          "{where} has 'x_val' but no 'y_val'; give both or neither."),
         ({"x": np.zeros((4, 3, 3)), "y": np.arange(5) % 2},
          "'x' has 4 images but 'y' has 5 labels in {where}; they must have the same length."),
