@@ -43,6 +43,8 @@ _LAZY = {
     "run_search": "attn_search.runner",
     "RunConfig": "attn_search.runner",
     "RunResult": "attn_search.runner",
+    "export_model": "attn_search.export",
+    "write_report": "attn_search.report",
 }
 
 __all__ = [
@@ -72,9 +74,13 @@ def __dir__():
 
 
 def _started_by_cli() -> bool:
-    # The `attn-search` console script imports this package before its first line runs; it
-    # imports the layer itself when a command needs Keras, so `--help` stays instant.
-    return os.path.basename(sys.argv[0] if sys.argv else "") in {"attn-search", "attn-search.exe"}
+    # The `attn-search` console script (and `python -m attn_search`) imports this package before
+    # its first line runs; the CLI imports the layer itself when a command needs Keras, so
+    # `--help` stays instant.
+    if os.path.basename(sys.argv[0] if sys.argv else "") in {"attn-search", "attn-search.exe"}:
+        return True
+    argv = getattr(sys, "orig_argv", [])
+    return any(a == "-m" and b == "attn_search" for a, b in zip(argv, argv[1:]))
 
 
 if not _started_by_cli():
