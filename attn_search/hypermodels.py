@@ -353,8 +353,8 @@ class AttentionCNN(keras_tuner.HyperModel):
             return
         tried = pools
         if self.space.attention["auto_kv_pool"].value:
-            larger = sorted(v for v in self.space.attention["kv_pool"].candidates() if v > min(pools))
-            for v in larger:
+            choices = self.space.attention["kv_pool"].candidates()
+            for v in sorted(v for v in choices if v > min(pools)):
                 tried = [max(p, v) for p in pools]
                 if total(tried) <= budget:
                     for s, p in zip(plan["layers"], tried):
@@ -436,7 +436,9 @@ class AttentionCNN(keras_tuner.HyperModel):
                     name=f"block{k}_conv{suffix}",
                 )(x)
                 if bb["normalization"] == "batch":
-                    x = keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"block{k}_bn{suffix}")(x)
+                    x = keras.layers.BatchNormalization(
+                        momentum=_BN_MOMENTUM, name=f"block{k}_bn{suffix}"
+                    )(x)
                 elif bb["normalization"] == "layer":
                     x = keras.layers.LayerNormalization(name=f"block{k}_ln{suffix}")(x)
                 x = keras.layers.Activation("relu", name=f"block{k}_relu{suffix}")(x)

@@ -1,18 +1,18 @@
 """The memory guard's estimate against the measured peak memory of a training step.
 
 For each configuration a fresh process builds a small model whose memory is dominated by one
-`SelfAttentionConv2D` layer (input -> attention -> global pooling -> softmax), runs warm-up steps
-on batches of 1 and 2 (tracing, optimizer slots), then measures the peak resident memory of one
-step on the full batch above the memory held before it: the kernel's high-water mark (VmHWM in /proc/self/status,
-reset through /proc/self/clear_refs). TensorFlow allocates CPU tensors with malloc, so
-`tracemalloc` would not see them.
+`SelfAttentionConv2D` layer (input -> attention -> global pooling -> softmax), runs warm-up
+steps on batches of 1 and 2 (tracing, optimizer slots), then measures the peak resident memory
+of one step on the full batch above the memory held before it: the kernel's high-water mark
+(VmHWM in /proc/self/status, reset through /proc/self/clear_refs). TensorFlow allocates CPU
+tensors with malloc, so `tracemalloc` would not see them.
 
 The estimate is `attn_search.hypermodels.attention_memory_bytes`: batch x heads x HW x HW_k x 4
 bytes x 2 (forward and backward). It should be within a factor of 2 of the measured peak.
 
 Run (Linux, CPU):
 
-    .venv/bin/python benchmarks/bench_memory_guard.py            # -> results/bench_memory_guard.json
+    .venv/bin/python benchmarks/bench_memory_guard.py    # -> results/bench_memory_guard.json
 """
 
 from __future__ import annotations

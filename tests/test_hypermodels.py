@@ -192,6 +192,47 @@ def test_hyperparameter_names_are_stable_and_conditional():
     assert hm.with_family("auto").describe(auto_hp, model)["family"] == "plain"
 
 
+class _DefineByRun:
+    """The least an engine must answer: hp.Int/Float/Choice/Boolean/Fixed, nothing else."""
+
+    def __init__(self, answers):
+        self.answers, self.calls = answers, []
+
+    def _ask(self, kind, name, default):
+        self.calls.append((kind, name))
+        return self.answers.get(name, default)
+
+    def Int(self, name, min_value, max_value, step=None, sampling="linear", **kw):
+        return self._ask("Int", name, min_value)
+
+    def Float(self, name, min_value, max_value, step=None, sampling="linear", **kw):
+        return self._ask("Float", name, min_value)
+
+    def Choice(self, name, values, **kw):
+        return self._ask("Choice", name, values[-1])
+
+    def Boolean(self, name, default=False, **kw):
+        return self._ask("Boolean", name, default)
+
+    def Fixed(self, name, value, **kw):
+        return self._ask("Fixed", name, value)
+
+
+def test_build_and_fit_only_ask_the_hp_methods_an_optuna_adapter_answers():
+    hm = AttentionCNN("mnist", (28, 28, 1), 10, family="auto")
+    hp = _DefineByRun({"family": "attention", "attention/placement": 0})
+    model = hm.build(hp)
+    assert _attention_layers(model)[0].name == "attention_at_input"
+    asked = dict((name, kind) for kind, name in hp.calls)
+    assert asked["family"] == "Choice"
+    assert asked["train/learning_rate"] == "Float"
+    assert asked["attention/0/filters"] == "Choice"
+    assert asked["backbone/kernel_size"] == "Fixed"
+    hm.fit(hp, _RecordingModel(), np.zeros((2, 28, 28, 1), "float32"))
+    assert hp.calls[-2:] == [("Fixed", "train/epochs"), ("Choice", "train/batch_size")]
+    assert hm.describe(hp, model)["family"] == "attention"
+
+
 def test_model_is_compiled_with_the_sampled_optimizer():
     hm = AttentionCNN("mnist", (28, 28, 1), 10)
     model = hm.build(_hp(**{"train/optimizer": "adamw", "train/learning_rate": 0.002}))

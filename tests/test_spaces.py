@@ -264,7 +264,9 @@ def test_log_scale_needs_positive_min(tmp_path):
 
 
 def test_unknown_sampling(tmp_path):
-    message, path = _error(tmp_path, "training:\n  learning_rate: {min: 0.001, max: 0.1, sampling: exp}\n")
+    message, path = _error(
+        tmp_path, "training:\n  learning_rate: {min: 0.001, max: 0.1, sampling: exp}\n"
+    )
     assert message == (
         f"Invalid search space {path}: training.learning_rate.sampling: must be one of "
         "'linear', 'log', 'reverse_log'. Received: 'exp'."
