@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import os
 import re
 from collections.abc import Mapping
@@ -237,7 +238,7 @@ class AttentionCNN(keras_tuner.HyperModel):
                 f"Received: family={family!r}"
             )
         if memory_budget_mb is not None and not (
-            isinstance(memory_budget_mb, (int, float))
+            isinstance(memory_budget_mb, numbers.Real)
             and not isinstance(memory_budget_mb, bool)
             and memory_budget_mb > 0
             and math.isfinite(memory_budget_mb)
@@ -554,7 +555,7 @@ class AttentionCNN(keras_tuner.HyperModel):
 
 
 def _is_pos_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
 
 
 def _block_filters(bb: dict, k: int) -> int:

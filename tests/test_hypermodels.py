@@ -460,3 +460,7 @@ def test_from_space_and_with_family_keep_everything_else():
     assert (twin.space, twin.input_shape, twin.num_classes) == (hm.space, (28, 28, 1), 10)
     assert (twin.family, twin.memory_budget_mb, hm.family) == ("matched", 300.0, "attention")
     assert hm.name == "AttentionCNN_mnist"
+    # NumPy integers (e.g. `y.max() + 1`) are integers too.
+    hm = AttentionCNN("default", tuple(np.array([8, 8, 1])), np.int64(10))
+    assert (hm.input_shape, hm.num_classes) == ((8, 8, 1), 10)
+    assert type(hm.num_classes) is int
