@@ -361,14 +361,17 @@ class AttentionCNN(keras_tuner.HyperModel):
                     for s, p in zip(plan["layers"], tried):
                         s["kv_pool"] = p
                     return
-        details = "; ".join(
-            f"{_layer_name('attention', s['placement'], plan['layers'], i)}: batch {batch} x "
-            f"{s['num_heads']} head{'s' if s['num_heads'] > 1 else ''} x "
-            f"{shapes[s['placement']][0] * shapes[s['placement']][1]} queries x "
-            f"{math.ceil(shapes[s['placement']][0] / p) * math.ceil(shapes[s['placement']][1] / p)}"
-            f" keys (kv_pool={p})"
-            for i, (s, p) in enumerate(zip(plan["layers"], tried))
-        )
+        parts = []
+        for i, (spec, pool) in enumerate(zip(plan["layers"], tried)):
+            height, width = shapes[spec["placement"]][:2]
+            heads = spec["num_heads"]
+            keys = math.ceil(height / pool) * math.ceil(width / pool)
+            parts.append(
+                f"{_layer_name('attention', spec['placement'], plan['layers'], i)}: batch "
+                f"{batch} x {heads} head{'s' if heads > 1 else ''} x {height * width} queries x "
+                f"{keys} keys (kv_pool={pool})"
+            )
+        details = "; ".join(parts)
         raise TunerMemoryBudgetError(
             f"The attention maps would need about {total(tried) / 1024**2:.1f} MB in a training "
             f"step ({details}; x {itemsize} bytes x {_MAPS_PER_STEP} for forward and "
@@ -563,8 +566,8 @@ def _block_filters(bb: dict, k: int) -> int:
 
 
 def _itemsize() -> int:
-    dtype = keras.config.dtype_policy().compute_dtype
-    return 2 if dtype in ("float16", "bfloat16") else 8 if dtype == "float64" else 4
+    # The layer computes its softmax in float32 even under mixed precision.
+    return 8 if keras.config.dtype_policy().compute_dtype == "float64" else 4
 
 
 def _layer_name(family: str, placement: int, layers: list, index: int) -> str:
