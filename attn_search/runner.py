@@ -79,8 +79,8 @@ class RunConfig:
         engine: `"optuna"` or `"keras-tuner"`, or an `Engine`. Defaults to `"optuna"`.
         tuner: KerasTuner's search: `"random"`, `"bayesian"`, `"hyperband"` or `"grid"`.
             Defaults to `"random"`.
-        sampler: Optuna's sampler: `"tpe"` (seeded), `"random"`, `"cmaes"`, `"qmc"`, `"gp"`,
-            `"bruteforce"`. Defaults to `"tpe"`.
+        sampler: Optuna's sampler: `"tpe"` (seeded), `"random"`, `"cmaes"`, `"qmc"`, `"gp"`.
+            Defaults to `"tpe"`.
         pruner: Optuna's pruner: `"median"`, `"hyperband"`, `"successive-halving"`,
             `"none"`. Defaults to `"median"`.
         trials: Number of search trials, baselines included. Defaults to 10.

@@ -50,7 +50,7 @@ def test_get_engine_unknown_name():
         ),
         (
             lambda: OptunaEngine(sampler="anneal"),
-            "`sampler` must be one of 'tpe', 'random', 'cmaes', 'qmc', 'gp', 'bruteforce'. "
+            "`sampler` must be one of 'tpe', 'random', 'cmaes', 'qmc', 'gp'. "
             "Received: sampler='anneal'",
         ),
         (

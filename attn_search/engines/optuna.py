@@ -28,7 +28,7 @@ from attn_search.errors import ConfigError
 
 __all__ = ["SAMPLERS", "PRUNERS", "OptunaEngine", "OptunaHyperParameters"]
 
-SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp", "bruteforce")
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
 PRUNERS = ("median", "hyperband", "successive-halving", "none")
 _STUDY_DEFAULT = "attn-search"
 _RECORD = "record"
@@ -243,8 +243,8 @@ class OptunaEngine(Engine):
     """Optuna: a sampler proposes, a pruner stops weak trials early, a study stores all.
 
     Args:
-        sampler: `"tpe"` (seeded), `"random"`, `"cmaes"`, `"qmc"`, `"gp"`, `"bruteforce"`, or
-            an `optuna.samplers.BaseSampler`. Defaults to `"tpe"`.
+        sampler: `"tpe"` (seeded), `"random"`, `"cmaes"`, `"qmc"`, `"gp"`, or an
+            `optuna.samplers.BaseSampler`. Defaults to `"tpe"`.
         pruner: `"median"`, `"hyperband"`, `"successive-halving"`, `"none"`, or an
             `optuna.pruners.BasePruner`. Defaults to `"median"`.
         storage: An Optuna storage URL (`sqlite:///...`, `postgresql://...`,
@@ -316,6 +316,15 @@ class OptunaEngine(Engine):
         name = self.sampler_name
         if not isinstance(name, str):
             return name
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # QMC and GP are marked experimental
+            return self._sampler_by_name(name, seed, trials)
+
+    def _sampler_by_name(self, name: str, seed: int, trials: int):
+        import optuna
+
         startup = min(10, max(3, trials // 3))
         if name == "tpe":
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
@@ -325,9 +334,7 @@ class OptunaEngine(Engine):
             return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
         if name == "qmc":
             return optuna.samplers.QMCSampler(seed=seed)
-        if name == "gp":
-            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
-        return optuna.samplers.BruteForceSampler(seed=seed)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
 
     def _make_pruner(self, trials: int, max_epochs: int | None):
         import optuna
