@@ -156,7 +156,15 @@ def _check_folder_of_another_run_is_refused(small_run):
     )
 
 
-def test_folder_that_is_not_a_run_is_refused(tmp_path):
+def test_folder_that_is_not_a_run_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunDirError) as info:
+        run_search(RunConfig(**{**SMALL, "resume": True}))
+    assert str(info.value) == (
+        "`resume` found no earlier run of dataset 'digits' in results/ (folders "
+        "results/<dataset>-<timestamp> holding config.yaml); pass `out` to name the run folder. "
+        "Received: resume=True, out=None"
+    )
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(RunDirError) as info:
         run_search(_config("optuna", tmp_path))
@@ -310,21 +318,21 @@ def test_kill_9_after_first_trial_then_resume_to_full_count(engine, tmp_path):
 
 
 _CONFIG_ERRORS = [
-        (dict(engine="hyperopt"), "`engine` must be one of 'optuna', 'keras-tuner'. Received: engine='hyperopt'"),
-        (dict(tuner="evolution"), "`tuner` must be one of 'random', 'bayesian', 'hyperband', 'grid'. Received: tuner='evolution'"),
-        (dict(trials=0), "`trials` must be a positive integer. Received: trials=0"),
-        (dict(repeats=0), "`repeats` must be a positive integer. Received: repeats=0"),
-        (dict(finalists=-1), "`finalists` must be an integer >= 0. Received: finalists=-1"),
-        (dict(max_epochs=0), "`max_epochs` must be a positive integer or None. Received: max_epochs=0"),
-        (dict(time_budget=-5), "`time_budget` must be a positive number or None. Received: time_budget=-5"),
-        (dict(image_size=(8,)), "`image_size` must be (height, width), two positive integers. Received: image_size=(8,)"),
-        (dict(verbose=3), "`verbose` must be 0, 1 or 2. Received: verbose=3"),
-        (
-            dict(resume=True, overwrite=True),
-            "`resume` and `overwrite` cannot both be set: resume continues the run in the folder, "
-            "overwrite deletes it. Received: resume=True, overwrite=True",
-        ),
-    ]
+    (dict(engine="hyperopt"), "`engine` must be one of 'optuna', 'keras-tuner'. Received: engine='hyperopt'"),
+    (dict(tuner="evolution"), "`tuner` must be one of 'random', 'bayesian', 'hyperband', 'grid'. Received: tuner='evolution'"),
+    (dict(trials=0), "`trials` must be a positive integer. Received: trials=0"),
+    (dict(repeats=0), "`repeats` must be a positive integer. Received: repeats=0"),
+    (dict(finalists=-1), "`finalists` must be an integer >= 0. Received: finalists=-1"),
+    (dict(max_epochs=0), "`max_epochs` must be a positive integer or None. Received: max_epochs=0"),
+    (dict(time_budget=-5), "`time_budget` must be a positive number or None. Received: time_budget=-5"),
+    (dict(image_size=(8,)), "`image_size` must be (height, width), two positive integers. Received: image_size=(8,)"),
+    (dict(verbose=3), "`verbose` must be 0, 1 or 2. Received: verbose=3"),
+    (
+        dict(resume=True, overwrite=True),
+        "`resume` and `overwrite` cannot both be set: resume continues the run in the folder, "
+        "overwrite deletes it. Received: resume=True, overwrite=True",
+    ),
+]
 
 
 def test_config_errors_name_the_field():
