@@ -52,7 +52,7 @@ CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
 FINALISTS_FILE = "finalists.json"
 BEST_MODEL_FILE = "best_model.keras"
-# What `overwrite` may delete in a folder that holds no config.yaml (never anything else).
+# What `overwrite` deletes from a run folder: the run's own files, never anything else there.
 _OUTPUTS = (
     "leaderboard.csv",
     "comparison.csv",
@@ -62,6 +62,9 @@ _OUTPUTS = (
     FINALISTS_FILE,
     "study.db",
     "keras_tuner",
+    "report.md",
+    "report_families.png",
+    "report_attention.png",
 )
 # config.yaml keys that must agree for a folder to be resumed.
 _IDENTITY = ("dataset", "space", "engine", "seed", "max_epochs")
@@ -430,15 +433,12 @@ def _prepare_run_dir(config: RunConfig, resolved: dict[str, Any], dataset_name: 
     if run_dir.is_dir() and any(run_dir.iterdir()):
         saved = _read_yaml(run_dir / CONFIG_FILE)
         if config.overwrite:
-            if isinstance(saved, dict):
-                shutil.rmtree(run_dir)  # it is a run folder: all of it is ours
-            else:
-                for name in _OUTPUTS:
-                    target = run_dir / name
-                    if target.is_dir():
-                        shutil.rmtree(target)
-                    elif target.exists():
-                        target.unlink()
+            for name in _OUTPUTS:
+                target = run_dir / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
         elif not isinstance(saved, dict):
             raise RunDirError(
                 "`out` holds files but no run (no readable config.yaml); choose an empty or new "
