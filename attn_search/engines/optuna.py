@@ -343,9 +343,10 @@ class OptunaEngine(Engine):
         if not isinstance(name, str):
             return name
         if name == "median":
-            # Few trials per run here: start pruning after a handful of finished trials.
+            # Few trials per run here: start pruning after a handful of finished trials (and,
+            # as Optuna's default, from the first epoch on).
             return optuna.pruners.MedianPruner(
-                n_startup_trials=min(5, max(2, trials // 4)), n_warmup_steps=1
+                n_startup_trials=min(5, max(2, trials // 4)), n_warmup_steps=0
             )
         if name == "hyperband":
             return optuna.pruners.HyperbandPruner(
