@@ -321,7 +321,8 @@ def test_backend_agrees_with_numpy_reference(backend):
                     return jax.numpy.sum(jax.numpy.sin(3.0 * out))
                 weights = [w.value for w in layer.trainable_weights]
                 for fast, auto in zip(jax.grad(loss)(weights, False), jax.grad(loss)(weights, True)):
-                    np.testing.assert_allclose(fast, auto, rtol=1e-4, atol=1e-5)
+                    # atol: bias gradients are sums with cancellation, ~1e-5 of float32 noise
+                    np.testing.assert_allclose(fast, auto, rtol=1e-4, atol=1e-4)
         print(keras.backend.backend())
         """,
         KERAS_BACKEND=backend,
