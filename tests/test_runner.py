@@ -421,3 +421,12 @@ def _check_progress_line():
     quiet = ProgressPrinter(10, quiet=True, stream=stream)
     quiet.trial(1, record, None, 1.0)
     assert stream.getvalue().strip() == line
+
+
+def test_time_budget_stops_starting_trials(tmp_path):
+    out = tmp_path / "run"
+    result = run_search(_config("optuna", out, time_budget=1e-6))
+    assert result.status == "stopped" and len(result.leaderboard) == 0
+    assert result.best_model_path is None
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "stopped" and run["stopped_by"] == "time_budget"
