@@ -487,10 +487,6 @@ def _versions() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------ trials
-class _Stop(Exception):
-    """Raised inside the search loop to end it (budget, engine exhausted)."""
-
-
 class _TrialCallback:
     """Reports val accuracy per epoch to the engine (pruning) and stops on a NaN loss."""
 
