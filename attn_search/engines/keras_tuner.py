@@ -201,6 +201,10 @@ class KerasTunerEngine(Engine):
     def interrupt(self, trial: EngineTrial, error: str) -> None:
         # The trial stays "running" in KerasTuner's state: reloading the project queues it
         # for a retry under the same id, whose record then replaces this one.
+        from keras_tuner.src.engine import trial as trial_module
+
+        if trial.trial.status != trial_module.TrialStatus.RUNNING:
+            return  # it was told already: its record stands
         plan = trial.plan.to_dict() if trial.plan else {}
         record = {
             "trial_id": trial.number,

@@ -458,7 +458,11 @@ class OptunaEngine(Engine):
             self.study.tell(t, state=TrialState.FAIL)
 
     def interrupt(self, trial: EngineTrial, error: str) -> None:
+        from optuna.trial import TrialState
+
         frozen = self.study._storage.get_trial(trial.trial._trial_id)
+        if frozen.state != TrialState.RUNNING:
+            return  # it was told already: its record stands
         self._fail_and_requeue(frozen, error, tell=True)
 
     def records(self) -> list[dict[str, Any]]:
