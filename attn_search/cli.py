@@ -312,6 +312,13 @@ def _add_run_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         help="use at most N examples of the dataset (quick tries)",
     )
     what.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        default=False,
+        help="skip unreadable images in a folder dataset (counted in a warning) instead of "
+        "stopping",
+    )
+    what.add_argument(
         "--image-size",
         type=_image_size,
         default=None,
@@ -498,6 +505,7 @@ def _run_config(args: argparse.Namespace) -> Any:
         study=args.study,
         limit=args.limit,
         image_size=args.image_size,
+        skip_corrupt=args.skip_corrupt,
         memory_budget_mb=args.memory_budget_mb,
         max_consecutive_failures=args.max_consecutive_failures,
         verbose=min(args.verbose, 2),

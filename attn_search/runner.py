@@ -103,6 +103,8 @@ class RunConfig:
         study: Optuna study name. Defaults to `None` (`"attn-search"`).
         limit: Cap on the number of examples loaded (quick runs). Defaults to `None`.
         image_size: `(height, width)` to resize images to. Defaults to `None`.
+        skip_corrupt: Skip unreadable images in a folder dataset (with a warning that counts
+            them) instead of stopping. Defaults to `False`.
         memory_budget_mb: Budget for attention maps; larger configurations fail. Defaults to
             `None` (the hypermodel's default).
         max_consecutive_failures: The search stops after this many failed trials in a row.
@@ -136,6 +138,7 @@ class RunConfig:
     study: str | None = None
     limit: int | None = None
     image_size: tuple[int, int] | None = None
+    skip_corrupt: bool = False
     memory_budget_mb: float | None = None
     max_consecutive_failures: int = 5
     verbose: int = 0
@@ -192,6 +195,11 @@ class RunConfig:
                 raise ConfigError(
                     "`image_size` must be (height, width), two positive integers. "
                     f"Received: image_size={self.image_size!r}"
+                )
+        for name in ("resume", "overwrite", "skip_corrupt", "quiet"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"`{name}` must be True or False. Received: {name}={getattr(self, name)!r}"
                 )
         if self.resume and self.overwrite:
             raise ConfigError(
@@ -578,7 +586,13 @@ class _Runner:
 
         self.space = load_space(c.space)
         image_size = tuple(c.image_size) if isinstance(c.image_size, (list, tuple)) else c.image_size
-        self.data = load_dataset(c.dataset, image_size=image_size, limit=c.limit, seed=c.seed)
+        self.data = load_dataset(
+            c.dataset,
+            image_size=image_size,
+            limit=c.limit,
+            seed=c.seed,
+            skip_corrupt=bool(c.skip_corrupt),
+        )
         info = self.data.info
         options: dict[str, Any] = {}
         key = c.engine.strip().lower().replace("_", "-") if isinstance(c.engine, str) else None
@@ -1050,6 +1064,7 @@ class _Runner:
             self._finish("failed", timings, error=_error_text(error))
             raise
         board, comparison = self._finish(status, timings)
+        self.write_report()
         best = self.run_dir / BEST_MODEL_FILE
         return RunResult(
             run_dir=self.run_dir,
@@ -1058,6 +1073,16 @@ class _Runner:
             best_model_path=best if best.exists() else None,
             status=status,
         )
+
+    def write_report(self) -> None:
+        """report.md and its plots; a run's results never depend on the report succeeding."""
+        from attn_search.report import write_report
+
+        try:
+            images = next(iter(self.data.val(4)))[0]
+            write_report(self.run_dir, images=images)
+        except Exception as error:  # noqa: BLE001 - the tables and model are already written
+            self.printer.print(f"Report skipped: {_error_text(error)}")
 
     def _finish(self, status: str, timings: dict[str, float], **extra: Any):
         timings["total_seconds"] = round(time.monotonic() - self.t_start, 3)

@@ -126,7 +126,7 @@ def test_run_help_lists_every_run_config_flag(capsys):
         "--dataset", "--space", "--engine", "--tuner", "--sampler", "--pruner", "--trials",
         "--max-epochs", "--time-budget", "--seed", "--finalists", "--repeats", "--out",
         "--resume", "--overwrite", "--storage", "--study", "--limit", "--image-size",
-        "--memory-budget-mb", "--max-consecutive-failures", "--verbose", "--quiet", "--debug",
+        "--skip-corrupt", "--memory-budget-mb", "--max-consecutive-failures", "--verbose", "--quiet", "--debug",
     ]
     assert [flag for flag in flags if flag not in out] == []
 
@@ -239,7 +239,8 @@ def test_run_flags_become_the_run_config(monkeypatch, capsys):
         "--tuner", "hyperband", "--sampler", "random", "--pruner", "none", "--trials", "7",
         "--max-epochs", "3", "--time-budget", "90.5", "--seed", "4", "--finalists", "2",
         "--repeats", "5", "--out", "runs/x", "--resume", "--storage", "sqlite:///s.db",
-        "--study", "s1", "--limit", "300", "--image-size", "16x20", "--memory-budget-mb", "64",
+        "--study", "s1", "--limit", "300", "--image-size", "16x20", "--skip-corrupt",
+        "--memory-budget-mb", "64",
         "--max-consecutive-failures", "2", "-vv", "--debug",
     ]
     assert main(argv) == 0
@@ -250,7 +251,7 @@ def test_run_flags_become_the_run_config(monkeypatch, capsys):
             sampler="random", pruner="none", trials=7, max_epochs=3, time_budget=90.5, seed=4,
             finalists=2, repeats=5, out="runs/x", resume=True, overwrite=False,
             storage="sqlite:///s.db", study="s1", limit=300, image_size=(16, 20),
-            memory_budget_mb=64.0, max_consecutive_failures=2, verbose=2, quiet=False,
+            skip_corrupt=True, memory_budget_mb=64.0, max_consecutive_failures=2, verbose=2, quiet=False,
         )
     )
     assert capsys.readouterr().out == "\nRun folder: results/fake (status: complete)\n"

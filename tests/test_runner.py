@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 from attn_search.errors import AttnSearchError, ConfigError, RunDirError
@@ -49,7 +50,8 @@ def test_small_run_contract(engine, tmp_path):
 def _check_outputs(small_run):
     engine, out, result = small_run
     assert result.run_dir == out and result.status == "complete"
-    names = {"leaderboard.csv", "comparison.csv", "best_model.keras", "config.yaml", "run.json"}
+    names = {"leaderboard.csv", "comparison.csv", "best_model.keras", "config.yaml", "run.json",
+             "report.md"}
     assert names <= {p.name for p in out.iterdir()}
     assert (out / ("study.db" if engine == "optuna" else "keras_tuner")).exists()
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # atomic writes
@@ -321,6 +323,7 @@ _CONFIG_ERRORS = [
     (dict(engine="hyperopt"), "`engine` must be one of 'optuna', 'keras-tuner'. Received: engine='hyperopt'"),
     (dict(tuner="evolution"), "`tuner` must be one of 'random', 'bayesian', 'hyperband', 'grid'. Received: tuner='evolution'"),
     (dict(trials=0), "`trials` must be a positive integer. Received: trials=0"),
+    (dict(skip_corrupt="yes"), "`skip_corrupt` must be True or False. Received: skip_corrupt='yes'"),
     (dict(repeats=0), "`repeats` must be a positive integer. Received: repeats=0"),
     (dict(finalists=-1), "`finalists` must be an integer >= 0. Received: finalists=-1"),
     (dict(max_epochs=0), "`max_epochs` must be a positive integer or None. Received: max_epochs=0"),
@@ -430,3 +433,25 @@ def test_time_budget_stops_starting_trials(tmp_path):
     assert result.best_model_path is None
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "stopped" and run["stopped_by"] == "time_budget"
+
+
+def test_folder_dataset_with_a_corrupt_image_stops_or_is_skipped(tmp_path):
+    """skip_corrupt reaches the dataset loader: without it the run stops before any trial."""
+    from PIL import Image
+
+    from attn_search.errors import DatasetError
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(12):
+            pixels = (rng.random((8, 8)) * 255).astype("uint8")
+            Image.fromarray(pixels).save(tmp_path / "data" / label / f"{i}.png")
+    (tmp_path / "data" / "a" / "broken.png").write_bytes(b"not a png")
+    config = dict(SMALL, dataset=str(tmp_path / "data"), engine="optuna", trials=1, finalists=0)
+    with pytest.raises(DatasetError):
+        run_search(config, out=str(tmp_path / "stopped"))
+    assert not (tmp_path / "stopped").exists()  # nothing written
+    result = run_search(config, out=str(tmp_path / "skipped"), skip_corrupt=True)
+    assert result.status == "complete"
+    assert list(result.leaderboard["status"]) == ["complete"]
