@@ -596,23 +596,12 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# The leaderboard columns a terminal shows by default (gamma_* and the error follow); the
-# hyperparameters (dozens of columns) only with --wide.
-_NARROW = (
-    "trial_id",
-    "status",
-    "family",
-    "placement",
-    "best_val_accuracy",
-    "best_val_loss",
-    "epochs",
-    "params",
-    "train_seconds",
-)
-
-
 def _narrow(table: Any) -> Any:
-    columns = [c for c in _NARROW if c in table.columns]
+    """The columns a terminal shows by default: the summary, gamma_* and the error; the
+    hyperparameters (dozens of columns) only with --wide."""
+    from attn_search.leaderboard import SUMMARY_COLUMNS
+
+    columns = [c for c in SUMMARY_COLUMNS if c in table.columns]
     columns += [c for c in table.columns if str(c).startswith("gamma_")]
     columns += [c for c in ("error",) if c in table.columns]
     return table[columns] if len(columns) > 2 else table

@@ -332,17 +332,8 @@ def pd_int(series):
     return pd.array(pd.to_numeric(series, errors="coerce"), dtype="Int64")
 
 
-_LEADERBOARD_VIEW = (
-    "trial_id",
-    "status",
-    "family",
-    "placement",
-    "best_val_accuracy",
-    "best_val_loss",
-    "epochs",
-    "params",
-    "train_seconds",
-)
+#: The leading columns a terminal shows (the leaderboard's fixed columns up to train_seconds).
+SUMMARY_COLUMNS = LEADERBOARD_COLUMNS[: LEADERBOARD_COLUMNS.index("train_seconds") + 1]
 
 
 def format_table(df: pd.DataFrame, top: int | None = None, *, max_width: int = 48) -> str:
@@ -376,7 +367,7 @@ def format_table(df: pd.DataFrame, top: int | None = None, *, max_width: int = 4
         df = df.drop(columns=["error"])
     if {"trial_id", "best_val_accuracy", "status"} <= set(df.columns) and "section" not in df:
         # A leaderboard: the essentials, then gammas and hyperparameters, error last.
-        lead = [c for c in _LEADERBOARD_VIEW if c in df.columns]
+        lead = [c for c in SUMMARY_COLUMNS if c in df.columns]
         rest = [c for c in df.columns if c not in lead and c not in ("engine", "seed", "twin_of")]
         df = df[lead + rest]
     out = {}
