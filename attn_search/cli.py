@@ -292,18 +292,21 @@ def _add_run_parser(commands: Any, common: argparse.ArgumentParser) -> None:
             "the run folder. Re-running the same command on the same folder resumes it."
         ),
     )
+    from attn_search.runner import RunConfig  # plain Python: no TensorFlow
+
+    d = RunConfig()  # one source for every default
     what = p.add_argument_group("what to search")
     what.add_argument(
         "--dataset",
-        default="digits",
+        default=d.dataset,
         help="a built-in name (see 'attn-search datasets'), a folder of images or an .npz "
-        "file. Defaults to digits.",
+        f"file. Defaults to {d.dataset}.",
     )
     what.add_argument(
         "--space",
-        default="default",
+        default=d.space,
         help="a shipped search space (see 'attn-search spaces') or a YAML path. "
-        "Defaults to default.",
+        f"Defaults to {d.space}.",
     )
     what.add_argument(
         "--limit",
@@ -330,30 +333,32 @@ def _add_run_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     how.add_argument(
         "--engine",
         type=_choice("--engine", ENGINES, {"keras_tuner": "keras-tuner", "kerastuner": "keras-tuner"}),
-        default="optuna",
-        help="optuna or keras-tuner. Defaults to optuna.",
+        default=d.engine,
+        help=f"optuna or keras-tuner. Defaults to {d.engine}.",
     )
     how.add_argument(
         "--tuner",
         type=_choice("--tuner", TUNERS),
-        default="random",
-        help="keras-tuner only: random, bayesian, hyperband or grid. Defaults to random.",
+        default=d.tuner,
+        help=f"keras-tuner only: random, bayesian, hyperband or grid. Defaults to {d.tuner}.",
     )
     how.add_argument(
-        "--sampler", default="tpe", help="optuna only: the sampler (e.g. tpe, random). "
-        "Defaults to tpe."
+        "--sampler", default=d.sampler, help="optuna only: the sampler (e.g. tpe, random). "
+        f"Defaults to {d.sampler}."
     )
     how.add_argument(
         "--pruner",
-        default="median",
-        help="optuna only: the pruner (e.g. median, hyperband, none). Defaults to median.",
+        default=d.pruner,
+        help=f"optuna only: the pruner (e.g. median, hyperband, none). Defaults to {d.pruner}.",
     )
-    how.add_argument("--seed", type=_non_negative_int("--seed"), default=0, help="Defaults to 0.")
+    how.add_argument(
+        "--seed", type=_non_negative_int("--seed"), default=d.seed, help=f"Defaults to {d.seed}."
+    )
 
     budget = p.add_argument_group("budget")
     budget.add_argument(
-        "--trials", type=_positive_int("--trials"), default=10, help="search trials. Defaults "
-        "to 10."
+        "--trials", type=_positive_int("--trials"), default=d.trials, help="search trials. "
+        f"Defaults to {d.trials}."
     )
     budget.add_argument(
         "--max-epochs",
@@ -371,22 +376,23 @@ def _add_run_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     budget.add_argument(
         "--finalists",
         type=_non_negative_int("--finalists"),
-        default=3,
+        default=d.finalists,
         help="attention configurations retrained with --repeats seeds beside their baselines "
-        "(0: none). Defaults to 3.",
+        f"(0: none). Defaults to {d.finalists}.",
     )
     budget.add_argument(
         "--repeats",
         type=_positive_int("--repeats"),
-        default=3,
-        help="seeds per finalist. Defaults to 3.",
+        default=d.repeats,
+        help=f"seeds per finalist. Defaults to {d.repeats}.",
     )
     budget.add_argument(
         "--max-consecutive-failures",
         type=_positive_int("--max-consecutive-failures"),
-        default=5,
+        default=d.max_consecutive_failures,
         metavar="N",
-        help="stop the search after N failed trials in a row. Defaults to 5.",
+        help=f"stop the search after N failed trials in a row. Defaults to "
+        f"{d.max_consecutive_failures}.",
     )
     budget.add_argument(
         "--memory-budget-mb",
