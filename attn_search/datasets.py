@@ -1176,7 +1176,7 @@ def _load_folder(root: pathlib.Path, size, skip_corrupt: bool, limit_mb: float) 
         if not skip_corrupt:
             raise DatasetError(
                 f"{len(corrupt)} image file(s) in {where!r} cannot be read: {listed}. Fix or "
-                "remove them, or pass skip_corrupt=True to skip them."
+                "remove them, or pass skip_corrupt=True (--skip-corrupt) to skip them."
             )
         warnings.warn(
             f"Skipped {len(corrupt)} unreadable image file(s) in {where!r}: {listed}.",

@@ -665,7 +665,7 @@ def test_folder_corrupt_files_stop_by_default_and_are_skipped_on_request(tmp_pat
         load_dataset(root)
     assert _message(e) == (
         f"2 image file(s) in {str(root)!r} cannot be read: a/broken.png, b/truncated.jpg. "
-        "Fix or remove them, or pass skip_corrupt=True to skip them."
+        "Fix or remove them, or pass skip_corrupt=True (--skip-corrupt) to skip them."
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
