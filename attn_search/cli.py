@@ -82,58 +82,35 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --------------------------------------------------------------------------- argument types
-def _positive_int(name: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
+def _bounded(name: str, convert: Callable[[str], Any], rule: str, ok: Callable[[Any], bool]):
+    """An argparse type: `convert` the text, then check `ok`; both failures say `rule`."""
+
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"{name} must be a positive integer. Received: {name}={text!r}"
+                f"{name} must be {rule}. Received: {name}={text!r}"
             ) from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a positive integer. Received: {name}={value}"
-            )
+        if not ok(value):
+            shown = text if isinstance(value, float) else value
+            raise argparse.ArgumentTypeError(f"{name} must be {rule}. Received: {name}={shown}")
         return value
 
     parse.__name__ = name
     return parse
+
+
+def _positive_int(name: str) -> Callable[[str], int]:
+    return _bounded(name, int, "a positive integer", lambda v: v >= 1)
 
 
 def _non_negative_int(name: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a non-negative integer. Received: {name}={text!r}"
-            ) from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a non-negative integer. Received: {name}={value}"
-            )
-        return value
-
-    parse.__name__ = name
-    return parse
+    return _bounded(name, int, "a non-negative integer", lambda v: v >= 0)
 
 
 def _positive_float(name: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a positive number. Received: {name}={text!r}"
-            ) from None
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a positive number. Received: {name}={text}"
-            )
-        return value
-
-    parse.__name__ = name
-    return parse
+    return _bounded(name, float, "a positive number", lambda v: 0 < v < float("inf"))
 
 
 def _image_size(text: str) -> tuple[int, int]:
