@@ -259,10 +259,11 @@ def write_table(df: pd.DataFrame, path: os.PathLike | str) -> pathlib.Path:
 
     A reader (or a run killed mid-write) sees the old table or the new one, never half.
     """
+    from attn_search._atomic import atomic_path
+
     path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
     return path
 
 

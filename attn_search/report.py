@@ -23,10 +23,10 @@ import json
 import math
 import os
 import pathlib
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from attn_search._atomic import atomic_path, write_text_atomic
 from attn_search.errors import RunDirError
 
 __all__ = ["write_report"]
@@ -81,7 +81,7 @@ def write_report(
     lines += _top_section(leaderboard, top)
     lines += _model_sections(run_dir, config, images, num_images)
     path = run_dir / REPORT
-    _write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
+    write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
     return path
 
 
@@ -430,21 +430,6 @@ def _markdown(df: Any) -> list[str]:
     return lines
 
 
-def _write_text_atomic(path: pathlib.Path, text: str) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _save_png_atomic(image: Any, path: pathlib.Path) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

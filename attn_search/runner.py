@@ -32,6 +32,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
+from attn_search._atomic import atomic_path, write_text_atomic
 from attn_search.engines.base import (
     ENGINES,
     Engine,
@@ -376,14 +377,8 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _write_text_atomic(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_json(path: pathlib.Path, data: Any) -> None:
-    _write_text_atomic(path, json.dumps(clean_record(data), indent=2) + "\n")
+    write_text_atomic(path, json.dumps(clean_record(data), indent=2) + "\n")
 
 
 def _read_yaml(path: pathlib.Path) -> Any:
@@ -641,7 +636,7 @@ class _Runner:
         self.run_info = self._load_run_info()
         import yaml
 
-        _write_text_atomic(
+        write_text_atomic(
             self.run_dir / CONFIG_FILE,
             "# attn-search run configuration (resolved). Re-run the same configuration on this\n"
             "# folder to resume it.\n" + yaml.safe_dump(self.resolved, sort_keys=False),
@@ -879,10 +874,8 @@ class _Runner:
             self.run_dir / BEST_MODEL_FILE
         ).exists():
             return
-        path = self.run_dir / BEST_MODEL_FILE
-        tmp = self.run_dir / f".best_model.{os.getpid()}.tmp.keras"
-        model.save(tmp)
-        os.replace(tmp, path)
+        with atomic_path(self.run_dir / BEST_MODEL_FILE, suffix=".keras") as tmp:
+            model.save(tmp)
         self.run_info["best_model"] = {
             "file": BEST_MODEL_FILE,
             "trial_id": record["trial_id"],

@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import pathlib
 from typing import Any
 
 from attn_search.engines.base import Engine, EngineTrial, TrialPlan, clean_record
+from attn_search._atomic import write_text_atomic
 from attn_search.errors import ConfigError
 
 __all__ = ["TUNERS", "KerasTunerEngine"]
@@ -28,9 +28,7 @@ _OBJECTIVE = "val_accuracy"
 
 def write_json_atomic(path: pathlib.Path, data: Any) -> None:
     """Writes `data` as JSON to `path` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 class _KerasTunerTrial(EngineTrial):
