@@ -452,6 +452,7 @@ def test_folder_dataset_with_a_corrupt_image_stops_or_is_skipped(tmp_path):
     with pytest.raises(DatasetError):
         run_search(config, out=str(tmp_path / "stopped"))
     assert not (tmp_path / "stopped").exists()  # nothing written
-    result = run_search(config, out=str(tmp_path / "skipped"), skip_corrupt=True)
+    with pytest.warns(UserWarning, match=r"Skipped 1 unreadable image file\(s\) in .*: a/broken\.png\."):
+        result = run_search(config, out=str(tmp_path / "skipped"), skip_corrupt=True)
     assert result.status == "complete"
     assert list(result.leaderboard["status"]) == ["complete"]
