@@ -267,7 +267,8 @@ def write_table(df: pd.DataFrame, path: os.PathLike | str) -> pathlib.Path:
     return path
 
 
-def _read(run_dir: os.PathLike | str, name: str) -> pd.DataFrame:
+def _read(run_dir: os.PathLike | str, name: str, int_columns: tuple[str, ...]) -> pd.DataFrame:
+    """Reads `name` from a run folder, with `int_columns` as nullable integers."""
     import pandas as pd
 
     path = pathlib.Path(run_dir) / name
@@ -290,6 +291,9 @@ def _read(run_dir: os.PathLike | str, name: str) -> pd.DataFrame:
             df[col] = df[col].astype(object).where(df[col].notna(), None)
     if "error" in df.columns:
         df["error"] = df["error"].fillna("")
+    for col in int_columns:
+        if col in df.columns:
+            df[col] = pd_int(df[col])
     return df
 
 
@@ -305,11 +309,7 @@ def read_leaderboard(run_dir: os.PathLike | str) -> pd.DataFrame:
     Raises:
         RunDirError: `run_dir` is not a folder or holds no leaderboard.csv.
     """
-    df = _read(run_dir, LEADERBOARD_FILE)
-    for col in ("trial_id", "epochs", "params", "seed", "twin_of"):
-        if col in df.columns:
-            df[col] = pd_int(df[col])
-    return df
+    return _read(run_dir, LEADERBOARD_FILE, ("trial_id", "epochs", "params", "seed", "twin_of"))
 
 
 def read_comparison(run_dir: os.PathLike | str) -> pd.DataFrame:
@@ -318,10 +318,7 @@ def read_comparison(run_dir: os.PathLike | str) -> pd.DataFrame:
     Raises:
         RunDirError: `run_dir` is not a folder or holds no comparison.csv.
     """
-    df = _read(run_dir, COMPARISON_FILE)
-    for col in ("finalist", "trial_id", "trials", "complete", "repeats"):
-        if col in df.columns:
-            df[col] = pd_int(df[col])
+    df = _read(run_dir, COMPARISON_FILE, ("finalist", "trial_id", "trials", "complete", "repeats"))
     if "placement" in df.columns:
         df["placement"] = df["placement"].fillna("")
     return df
