@@ -1,0 +1,240 @@
+"""The dataset objects: `DatasetInfo`, `Dataset` and its `tf.data` pipelines, and `_Source`,
+what a loader hands to the splitter."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from attn_search.errors import DatasetError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import tensorflow as tf
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a `Dataset` holds.
+
+    Args:
+        name: short name, e.g. ``"digits"``, a folder's or file's name, ``"pathfinder"``.
+        source: where the data came from, e.g. ``"sklearn.datasets.load_digits"``,
+            ``"folder:/data/pets"``, ``"npz:/data/x.npz"``,
+            ``"synthetic:pathfinder(size=16,n=6000,paths=2,length=20,seed=0)"``.
+        input_shape: ``(H, W, C)`` of one image.
+        num_classes: number of classes; labels are ``0 .. num_classes - 1``.
+        class_names: the name of each label, in label order.
+        sizes: examples per split, ``{"train": n, "val": n, "test": n}``.
+        streaming: True when images are read from disk batch by batch.
+    """
+
+    name: str
+    source: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    class_names: tuple[str, ...]
+    sizes: dict[str, int]
+    streaming: bool = False
+
+    def to_dict(self) -> dict:
+        """Plain data (lists, not tuples), safe to dump to YAML or JSON."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "sizes": dict(self.sizes),
+            "streaming": self.streaming,
+        }
+
+
+class Dataset:
+    """Train, validation and test splits of an image classification dataset.
+
+    Build one with `load_dataset`. Each split comes out as a batched, prefetched `tf.data`
+    pipeline of ``(x, y)``: ``x`` float32 in [0, 1] with shape ``(B, H, W, C)``, ``y`` int32
+    with shape ``(B,)``. Data held in memory is stored once (as uint8 where the source is 8-bit)
+    and scaled batch by batch; a folder too large for memory is read from disk.
+
+    Example:
+
+    >>> from attn_search.datasets import load_dataset
+    >>> data = load_dataset("digits")
+    >>> data.info.input_shape, data.info.num_classes
+    ((8, 8, 1), 10)
+    >>> x, y = next(iter(data.train(32)))
+    >>> tuple(x.shape), tuple(y.shape)
+    ((32, 8, 8, 1), (32,))
+    """
+
+    def __init__(
+        self,
+        info: DatasetInfo,
+        splits: dict[str, tuple[np.ndarray, np.ndarray]],
+        *,
+        scale: float = 1.0,
+        seed: int = 0,
+        reader: Callable[[str], np.ndarray] | None = None,
+    ) -> None:
+        # splits: name -> (x, y); x is an image array (in memory) or an array of file paths
+        # (streaming, read by `reader`).
+        self.info = info
+        self.seed = seed
+        self._splits = splits
+        self._scale = float(scale)
+        self._reader = reader
+        self._tensors: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        i = self.info
+        return (
+            f"Dataset(name={i.name!r}, input_shape={i.input_shape}, "
+            f"num_classes={i.num_classes}, sizes={i.sizes}, streaming={i.streaming})"
+        )
+
+    def train(
+        self, batch_size: int, *, shuffle: bool = True, seed: int | None = None
+    ) -> tf.data.Dataset:
+        """The training split, shuffled each epoch.
+
+        Args:
+            batch_size: examples per batch.
+            shuffle: reshuffle the whole split at every pass. Defaults to True.
+            seed: shuffle seed; the same seed gives the same order. Defaults to the seed the
+                dataset was loaded with.
+
+        Returns:
+            A `tf.data.Dataset` of ``(x, y)`` batches.
+        """
+        return self._pipeline("train", batch_size, shuffle, self.seed if seed is None else seed)
+
+    def val(self, batch_size: int) -> tf.data.Dataset:
+        """The validation split, in a fixed order (empty when ``val_fraction=0``)."""
+        return self._pipeline("val", batch_size, False, None)
+
+    def test(self, batch_size: int) -> tf.data.Dataset:
+        """The test split, in a fixed order; keep it for the final evaluation."""
+        return self._pipeline("test", batch_size, False, None)
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """One split as NumPy arrays: ``x`` float32 in [0, 1] (N, H, W, C), ``y`` int32 (N,).
+
+        Raises:
+            DatasetError: for an unknown split, or a dataset that streams from disk.
+        """
+        check_split(split)
+        if self.info.streaming:
+            raise DatasetError(
+                f"Dataset {self.info.name!r} streams from disk ({self.info.source}), so it has "
+                "no arrays; use its train()/val()/test() pipelines, or load it with a larger "
+                "in_memory_limit_mb."
+            )
+        x, y = self._splits[split]
+        return scaled(x, self._scale), y.astype(np.int32, copy=False)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _pipeline(
+        self, split: str, batch_size: int, shuffle: bool, seed: int | None
+    ) -> tf.data.Dataset:
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or batch_size < 1
+        ):
+            raise DatasetError(
+                f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
+            )
+        import tensorflow as tf
+
+        autotune = tf.data.AUTOTUNE
+        if self.info.streaming:
+            ds, scale = self._from_files(split, shuffle, seed), 1.0 / 255.0
+            ds = ds.batch(int(batch_size))
+        else:
+            ds, scale = self._from_memory(split, int(batch_size), shuffle, seed), self._scale
+        ds = ds.map(
+            lambda xb, yb: (tf.cast(xb, tf.float32) * scale, yb), num_parallel_calls=autotune
+        )
+        return ds.prefetch(autotune)
+
+    def _from_files(self, split: str, shuffle: bool, seed: int | None) -> tf.data.Dataset:
+        """Unbatched ``(uint8 image, label)`` pairs, each image decoded from its file."""
+        import tensorflow as tf
+
+        x, y = self._splits[split]
+        h, w, c = self.info.input_shape
+        reader = self._reader
+
+        def read(path):
+            image = tf.numpy_function(reader, [path], tf.uint8, stateful=False)
+            image.set_shape((h, w, c))
+            return image
+
+        ds = _shuffled(
+            tf.data.Dataset.from_tensor_slices((x.astype(str), y.astype(np.int32))),
+            len(y),
+            shuffle,
+            seed,
+        )
+        return ds.map(lambda p, label: (read(p), label), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def _from_memory(
+        self, split: str, batch_size: int, shuffle: bool, seed: int | None
+    ) -> tf.data.Dataset:
+        """Batches gathered from the split's tensors, stored once (in the source's dtype)."""
+        import tensorflow as tf
+
+        x, y = self._splits[split]
+        if split not in self._tensors:
+            self._tensors[split] = (tf.constant(x), tf.constant(y.astype(np.int32)))
+        xt, yt = self._tensors[split]
+        ds = _shuffled(tf.data.Dataset.range(len(y)), len(y), shuffle, seed)
+        return ds.batch(batch_size).map(
+            lambda i: (tf.gather(xt, i), tf.gather(yt, i)), num_parallel_calls=tf.data.AUTOTUNE
+        )
+
+
+def _shuffled(ds: tf.data.Dataset, n: int, shuffle: bool, seed: int | None) -> tf.data.Dataset:
+    if shuffle and n:
+        return ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def check_split(split: Any) -> None:
+    """Raises `DatasetError` unless ``split`` is one of `SPLITS`."""
+    if split not in SPLITS:
+        raise DatasetError(
+            f"`split` must be one of 'train', 'val', 'test'. Received: split={split!r}"
+        )
+
+
+def scaled(x: np.ndarray, scale: float) -> np.ndarray:
+    """``x`` as float32, multiplied by ``scale`` (stored images -> [0, 1])."""
+    out = x.astype(np.float32)
+    if scale != 1.0:
+        out *= np.float32(scale)
+    return out
+
+
+@dataclasses.dataclass
+class Source:
+    """What a loader hands to the splitter, before splits exist."""
+
+    name: str
+    source: str
+    class_names: tuple[str, ...]
+    # split name -> (x, y); "train" always present; "val"/"test" when the source has them.
+    # x: images (N, H, W, C) or, when streaming, file paths (N,).
+    parts: dict[str, tuple[np.ndarray, np.ndarray]]
+    scale: float = 1.0  # multiply x by this to get [0, 1]
+    streaming: bool = False
+    input_shape: tuple[int, int, int] | None = None
+    reader: Callable[[str], np.ndarray] | None = None
+    resizable: bool = True  # in-memory images may still be resized to image_size
