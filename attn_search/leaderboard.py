@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from attn_search.errors import RunDirError
+from attn_search.formatting import frame_cells, text_table
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -144,9 +145,25 @@ def records_to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             .drop(columns=["_o", "_a"])
             .reset_index(drop=True)
         )
-    for col in ("trial_id", "epochs", "params", "seed", "twin_of"):
+    integers = [n for n in hp_names if _all_integers(r.get(n) for r in rows)]
+    for col in ("trial_id", "epochs", "params", "seed", "twin_of", *integers):
         df[col] = pd.array(df[col], dtype="Int64")
     return df
+
+
+def _all_integers(values: Iterable[Any]) -> bool:
+    """Whether the values are integers or missing, with at least one integer (an Int64 column:
+    8, not 8.0, in the CSV)."""
+    import numbers
+
+    found = False
+    for value in values:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            return False
+        found = True
+    return found
 
 
 def comparison_frame(
@@ -285,16 +302,42 @@ def _read(run_dir: os.PathLike | str, name: str, int_columns: tuple[str, ...]) -
     try:
         df = pd.read_csv(path, dtype={c: "string" for c in _TEXT}, keep_default_na=True)
     except pd.errors.EmptyDataError:
-        raise RunDirError(f"{name} in `run_dir` is empty. Received: run_dir={str(run_dir)!r}") from None
+        raise RunDirError(
+            f"{name} in `run_dir` is empty. Received: run_dir={str(run_dir)!r}"
+        ) from None
     for col in _TEXT:
         if col in df.columns:
             df[col] = df[col].astype(object).where(df[col].notna(), None)
     if "error" in df.columns:
         df["error"] = df["error"].fillna("")
+    if name == LEADERBOARD_FILE:
+        int_columns += _integer_hyperparameters(df, path)
     for col in int_columns:
         if col in df.columns:
-            df[col] = pd_int(df[col])
+            df[col] = _pd_int(df[col])
     return df
+
+
+def _integer_hyperparameters(df: pd.DataFrame, path: pathlib.Path) -> tuple[str, ...]:
+    """The hyperparameter columns of leaderboard.csv written as integers (`8`, or empty).
+
+    pandas reads an integer column with gaps as floats; the CSV's text tells an integer
+    hyperparameter (`8`) from a float one that happens to be whole (`2.0`).
+    """
+    import pandas as pd
+
+    numeric = [
+        c
+        for c in df.columns
+        if c not in LEADERBOARD_COLUMNS
+        and not str(c).startswith("gamma_")
+        and df[c].dtype.kind in "if"
+        and df[c].notna().any()
+    ]
+    if not numeric:
+        return ()
+    text = pd.read_csv(path, dtype=str, usecols=numeric)
+    return tuple(c for c in numeric if text[c].dropna().str.fullmatch(r"-?\d+").all())
 
 
 def read_leaderboard(run_dir: os.PathLike | str) -> pd.DataFrame:
@@ -324,7 +367,7 @@ def read_comparison(run_dir: os.PathLike | str) -> pd.DataFrame:
     return df
 
 
-def pd_int(series):
+def _pd_int(series: pd.Series) -> Any:
     import pandas as pd
 
     return pd.array(pd.to_numeric(series, errors="coerce"), dtype="Int64")
@@ -339,7 +382,8 @@ def format_table(df: pd.DataFrame, top: int | None = None, *, max_width: int = 4
 
     Numbers are rounded (accuracies and losses to 4 places, seconds to 1, p-values to 3
     significant digits); missing values show as `-`; long text is cut to `max_width`.
-    Columns that are empty in every shown row are left out.
+    Columns that are empty in every shown row are left out. Cells and layout come from
+    `attn_search.formatting`.
 
     Args:
         df: A leaderboard, a comparison, or any DataFrame.
@@ -360,7 +404,6 @@ def format_table(df: pd.DataFrame, top: int | None = None, *, max_width: int = 4
         df = df.head(int(top))
     if not len(df):
         return "(no rows)"
-    df = df.copy()
     if "error" in df.columns and not df["error"].fillna("").astype(str).str.len().any():
         df = df.drop(columns=["error"])
     if {"trial_id", "best_val_accuracy", "status"} <= set(df.columns) and "section" not in df:
@@ -368,57 +411,10 @@ def format_table(df: pd.DataFrame, top: int | None = None, *, max_width: int = 4
         lead = [c for c in SUMMARY_COLUMNS if c in df.columns]
         rest = [c for c in df.columns if c not in lead and c not in ("engine", "seed", "twin_of")]
         df = df[lead + rest]
-    out = {}
-    for col in df.columns:
-        cells = [_cell(col, v, max_width) for v in df[col].tolist()]
-        if all(c == "-" for c in cells) and col not in ("trial_id", "family", "status"):
-            continue
-        out[col] = cells
-    widths = {c: max(len(c), *(len(x) for x in cells)) for c, cells in out.items()}
-    numeric = {c: all(_is_number_cell(x) for x in cells) for c, cells in out.items()}
-    lines = ["  ".join(c.rjust(widths[c]) if numeric[c] else c.ljust(widths[c]) for c in out)]
-    for i in range(len(df)):
-        lines.append(
-            "  ".join(
-                out[c][i].rjust(widths[c]) if numeric[c] else out[c][i].ljust(widths[c])
-                for c in out
-            )
-        )
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _is_number_cell(text: str) -> bool:
-    if text == "-":
-        return True
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def _cell(col: str, value: Any, max_width: int) -> str:
-    if value is None:
-        return "-"
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return "-"
-    except (TypeError, ValueError):
-        pass
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        if col == "p_value":
-            return f"{value:.3g}"
-        if col.endswith("seconds"):
-            return f"{value:.1f}"
-        measured = ("accuracy", "loss", "gamma", "diff", "seconds")
-        if value.is_integer() and abs(value) < 1e9 and not any(m in col for m in measured):
-            return str(int(value))  # an int column with gaps (NaN) reads back as float
-        if abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3):
-            return f"{value:.3g}"
-        return f"{value:.4f}"
-    text = str(value).replace("\n", " ")
-    return text if len(text) <= max_width else text[: max_width - 3] + "..."
+    columns, rows = frame_cells(df, max_width=max_width)
+    keep = [
+        i
+        for i, c in enumerate(columns)
+        if c in ("trial_id", "family", "status") or any(row[i] != "-" for row in rows)
+    ]
+    return text_table([columns[i] for i in keep], ([row[i] for i in keep] for row in rows))
