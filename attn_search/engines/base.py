@@ -1,4 +1,4 @@
-"""The one interface every search engine implements, and the resolver that picks one.
+"""The one interface every search engine implements, and the options an engine declares.
 
 An engine knows search (which configuration to try next, where trials are stored, when to
 prune) and nothing of Keras layers: the runner asks it for a trial, builds and trains the
@@ -7,8 +7,9 @@ plain dict). Every record is kept in the engine's own storage, and `Engine.recor
 them back from there, so a resumed run, or several workers sharing one storage, all derive
 the same leaderboard.
 
-This module imports neither Keras nor an engine's library, so the command line can resolve
-and validate an engine name without waiting for TensorFlow.
+This module is a leaf: it imports the standard library and `attn_search.errors` only (no
+engine, no Keras), so the command line can validate engine options without waiting for
+TensorFlow. The registry and the resolver (`get_engine`) live in `attn_search.engines`.
 """
 
 from __future__ import annotations
@@ -18,26 +19,86 @@ import dataclasses
 import math
 import os
 import socket
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from attn_search.errors import ConfigError
 
 __all__ = [
-    "ENGINES",
     "STATUSES",
     "Engine",
+    "EngineOption",
     "EngineTrial",
     "TrialPlan",
     "clean_record",
-    "get_engine",
     "worker_id",
+    "worker_is_dead",
 ]
-
-#: The names `get_engine` accepts, the first being the default.
-ENGINES = ("optuna", "keras-tuner")
 
 #: Every status a trial record can have, best first.
 STATUSES = ("complete", "skipped", "pruned", "failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineOption:
+    """One option an engine accepts (`sampler`, `tuner`, ...), with its check.
+
+    The runner validates a configuration, and the command line builds its flags, from these
+    declarations: one place says what an option accepts.
+
+    Args:
+        name: The option's name, as the engine's constructor and `RunConfig` spell it.
+        choices: The names it accepts (normalized: stripped, lower case, `_` read as `-`), or
+            `None` for free text such as a storage URL.
+        default: The value when it is not given; `None` accepted as "not set" only when this
+            is `None`. Defaults to `None`.
+        help: One line for `--help`.
+        aliases: Other spellings, each mapped to a name in `choices`. Defaults to none.
+        allow_objects: Whether a library object (anything not a string, such as an
+            `optuna.samplers.BaseSampler`) is accepted as is. Defaults to `False`.
+        rule: What a free-text value must be, as the error says it ("a non-empty string").
+        validate: For free text, whether a value meets `rule`. Defaults to any string.
+
+    Example:
+
+    >>> EngineOption("tuner", ("random", "grid"), "random", aliases={"gridsearch": "grid"}).check(
+    ...     " GridSearch")
+    'grid'
+    """
+
+    name: str
+    choices: tuple[str, ...] | None = None
+    default: Any = None
+    help: str = ""
+    aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    allow_objects: bool = False
+    rule: str = "a string"
+    validate: Callable[[Any], bool] | None = None
+
+    def check(self, value: Any) -> Any:
+        """Returns `value` normalized (a choice's canonical name, or the value as given).
+
+        Raises:
+            ConfigError: Naming the option, the rule it broke, and echoing `value`.
+        """
+        if value is None and self.default is None:
+            return None
+        if self.choices is None:
+            ok = self.validate(value) if self.validate is not None else isinstance(value, str)
+            if ok:
+                return value
+            self._fail(self.rule, value)
+        if isinstance(value, str):
+            key = value.strip().lower().replace("_", "-")
+            key = self.aliases.get(key, key)
+            if key in self.choices:
+                return key
+        elif self.allow_objects and value is not None:
+            return value
+        self._fail(f"one of {', '.join(map(repr, self.choices))}", value)
+
+    def _fail(self, rule: str, value: Any) -> None:
+        raise ConfigError(f"`{self.name}` must be {rule}. Received: {self.name}={value!r}")
 
 
 @dataclasses.dataclass
@@ -74,25 +135,35 @@ class TrialPlan:
 class EngineTrial(abc.ABC):
     """One trial handed out by `Engine.ask`.
 
+    The runner reads `plan` (set when the trial re-runs an interrupted one), decides the plan,
+    and passes it to `make_hp`; nothing outside the engine sets a trial's attributes.
+
     Attributes:
         number: The trial's number in the engine's storage, from 0; it is the leaderboard's
             `trial_id`.
-        plan: The plan this trial runs under. An engine sets it when it re-runs an interrupted
-            trial (the runner keeps it); otherwise the runner sets it before `make_hp`.
         max_epochs: A number of epochs the engine imposes on this trial (KerasTuner's
             Hyperband brackets), or `None`.
     """
 
     number: int
-    plan: TrialPlan | None = None
     max_epochs: int | None = None
+    _plan: TrialPlan | None = None
+
+    @property
+    def plan(self) -> TrialPlan | None:
+        """The plan stored for this trial, or `None`.
+
+        Before `make_hp`, a plan here was stored by an earlier session (this trial re-runs an
+        interrupted one) and the runner keeps it; after `make_hp`, the plan it recorded.
+        """
+        return self._plan
 
     @abc.abstractmethod
-    def make_hp(self) -> Any:
-        """Returns the object the hypermodel's `build(hp)` receives for this trial.
+    def make_hp(self, plan: TrialPlan) -> Any:
+        """Records `plan` in the engine's storage; returns what `build(hp)` receives.
 
-        It answers `hp.Int`, `hp.Float`, `hp.Choice`, `hp.Boolean` and `hp.Fixed` as the
-        engine decides, honouring `self.plan` (fixed values first, then defaults or sampling).
+        The object answers `hp.Int`, `hp.Float`, `hp.Choice`, `hp.Boolean` and `hp.Fixed` as
+        the engine decides, honouring `plan` (fixed values first, then defaults or sampling).
         """
 
     @abc.abstractmethod
@@ -116,9 +187,30 @@ class Engine(abc.ABC):
 
     Attributes:
         name: The engine's name, as `get_engine` accepts it and the leaderboard shows it.
+        options: The options its constructor accepts, each checked by its `EngineOption`.
     """
 
-    name: str = ""
+    name: ClassVar[str] = ""
+    options: ClassVar[tuple[EngineOption, ...]] = ()
+
+    @classmethod
+    def check_options(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Returns `values` checked and normalized by the engine's `options`.
+
+        Raises:
+            ConfigError: A name that is not one of the engine's options (naming them all), or
+                a value its option refuses.
+        """
+        known = {option.name: option for option in cls.options}
+        unknown = [key for key in values if key not in known]
+        if unknown:
+            s = "s" if len(unknown) > 1 else ""
+            raise ConfigError(
+                f"Engine {cls.name!r} has no option{s} {', '.join(map(repr, unknown))} (its "
+                f"options: {', '.join(map(repr, known)) or 'none'}). Received: "
+                + ", ".join(f"{key}={values[key]!r}" for key in unknown)
+            )
+        return {key: known[key].check(value) for key, value in values.items()}
 
     @abc.abstractmethod
     def open(
@@ -166,50 +258,12 @@ class Engine(abc.ABC):
     def n_counted(self) -> int:
         """Returns how many trials count toward the budget (finished or running elsewhere)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most engines hold nothing to release
         """Releases what `open` acquired. Defaults to nothing."""
 
     def describe(self) -> dict[str, Any]:
         """Returns the engine's settings as plain data (for config.yaml)."""
         return {"name": self.name}
-
-
-def get_engine(name_or_instance: str | Engine | None = None, **options: Any) -> Engine:
-    """Turns what the user typed into an engine.
-
-    Args:
-        name_or_instance: `"optuna"`, `"keras-tuner"` (also `"keras_tuner"`, `"kerastuner"`),
-            an `Engine` instance (returned as is), or `None` for the default (`"optuna"`).
-        **options: Passed to the engine's constructor: for Optuna `sampler`, `pruner`,
-            `storage`, `study`; for KerasTuner `tuner`.
-
-    Returns:
-        An `Engine`.
-
-    Raises:
-        ConfigError: The name is not an engine, or an option is invalid for it.
-
-    Example:
-
-    >>> get_engine("optuna", sampler="random", pruner="none").name
-    'optuna'
-    """
-    if isinstance(name_or_instance, Engine):
-        return name_or_instance
-    name = ENGINES[0] if name_or_instance is None else name_or_instance
-    key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
-    if key in ("keras-tuner", "kerastuner"):
-        from attn_search.engines.keras_tuner import KerasTunerEngine
-
-        return KerasTunerEngine(**options)
-    if key == "optuna":
-        from attn_search.engines.optuna import OptunaEngine
-
-        return OptunaEngine(**options)
-    raise ConfigError(
-        f"`engine` must be one of {', '.join(repr(e) for e in ENGINES)} or an Engine "
-        f"instance. Received: engine={name_or_instance!r}"
-    )
 
 
 def worker_id() -> str:

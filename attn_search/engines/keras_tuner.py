@@ -12,23 +12,39 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import pathlib
+import warnings
 from typing import Any
 
-from attn_search.engines.base import Engine, EngineTrial, TrialPlan, clean_record
 from attn_search._atomic import write_text_atomic
-from attn_search.errors import ConfigError
+from attn_search.engines import _keras_tuner_files as files
+from attn_search.engines.base import (
+    Engine,
+    EngineOption,
+    EngineTrial,
+    TrialPlan,
+    clean_record,
+)
 
 __all__ = ["TUNERS", "KerasTunerEngine"]
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
-PROJECT = "keras_tuner"
+PROJECT = files.PROJECT
 _OBJECTIVE = "val_accuracy"
 
 
-def write_json_atomic(path: pathlib.Path, data: Any) -> None:
-    """Writes `data` as JSON to `path` through a temporary file and a rename."""
-    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
+def _quiet():
+    # KerasTuner prints "Reloading Tuner from ..." and a table per trial: the runner prints
+    # its own progress instead.
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def _distributed_role() -> str | None:
+    """`"chief"`, `"worker"` or `None`, by KerasTuner's documented environment variables."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return None
+    return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
 
 
 class _KerasTunerTrial(EngineTrial):
@@ -36,17 +52,18 @@ class _KerasTunerTrial(EngineTrial):
         self._engine = engine
         self.trial = trial
         self.number = int(trial.trial_id)
+        self.hp = None
         values = trial.hyperparameters.values
         self.max_epochs = int(values["tuner/epochs"]) if "tuner/epochs" in values else None
-        plan = engine._read_trial_file(trial.trial_id, "plan.json")
-        self.plan = TrialPlan.from_dict(plan) if plan else None
+        plan = files.read_json(engine.trial_dir(trial.trial_id) / files.PLAN)
+        self._plan = TrialPlan.from_dict(plan) if plan else None
 
-    def make_hp(self):
+    def make_hp(self, plan: TrialPlan) -> Any:
         import keras_tuner
 
-        plan = self.plan or TrialPlan()
-        self._engine._write_trial_file(self.trial.trial_id, "plan.json", plan.to_dict())
-        hp = self._hp = keras_tuner.HyperParameters()
+        self._engine.write_trial_file(self.trial.trial_id, files.PLAN, plan.to_dict())
+        self._plan = plan
+        hp = self.hp = keras_tuner.HyperParameters()
         if not plan.use_defaults:
             # A fresh container pre-filled with the oracle's values: the hypermodel registers
             # what it asks for, so `hp_values` lists only the hyperparameters really used.
@@ -58,12 +75,17 @@ class _KerasTunerTrial(EngineTrial):
         hp.values.update(plan.fixed)
         return hp
 
-    def hp_values(self, hp) -> dict[str, Any]:
-        return {h.name: hp.values[h.name] for h in hp.space if hp.is_active(h) and h.name in hp.values}
+    def hp_values(self, hp: Any) -> dict[str, Any]:
+        active = [h.name for h in hp.space if hp.is_active(h)]
+        return {name: hp.values[name] for name in active if name in hp.values}
 
 
 class KerasTunerEngine(Engine):
     """KerasTuner: random search, Bayesian optimization, Hyperband or grid search.
+
+    Resuming survives a process killed at any instant: KerasTuner writes its JSON files in
+    place, so the engine keeps an atomic last-good copy of each, and a file that a kill left
+    empty or truncated is restored from it (or its unstarted trial dropped), with a warning.
 
     Args:
         tuner: `"random"`, `"bayesian"`, `"hyperband"` or `"grid"`. Defaults to `"random"`.
@@ -78,17 +100,22 @@ class KerasTunerEngine(Engine):
     """
 
     name = "keras-tuner"
+    options = (
+        EngineOption(
+            "tuner",
+            TUNERS,
+            "random",
+            help="keras-tuner only: random, bayesian, hyperband or grid.",
+            aliases={
+                "randomsearch": "random",
+                "bayesianoptimization": "bayesian",
+                "gridsearch": "grid",
+            },
+        ),
+    )
 
     def __init__(self, tuner: str = "random"):
-        key = tuner.strip().lower() if isinstance(tuner, str) else tuner
-        key = {"randomsearch": "random", "bayesianoptimization": "bayesian", "gridsearch": "grid"}.get(
-            key, key
-        )
-        if key not in TUNERS:
-            raise ConfigError(
-                f"`tuner` must be one of {', '.join(map(repr, TUNERS))}. Received: tuner={tuner!r}"
-            )
-        self.tuner_name = key
+        self.tuner_name = self.check_options({"tuner": tuner})["tuner"]
         self.tuner = None
         self.oracle = None
 
@@ -116,10 +143,14 @@ class KerasTunerEngine(Engine):
         import keras_tuner
 
         self.run_dir = pathlib.Path(run_dir)
+        self._interrupted: set[str] = set()
+        role = _distributed_role()
+        if not overwrite and role != "worker":  # a worker's oracle lives with the chief
+            tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
+            for note in files.repair(self.run_dir / PROJECT, f"{tuner_id}.json"):
+                warnings.warn(note, RuntimeWarning, stacklevel=2)
         oracle = self._make_oracle(trials, seed, max_epochs)
-        # KerasTuner prints "Reloading Tuner from ..." and a table per trial: the runner
-        # prints its own progress instead.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _quiet():
             self.tuner = keras_tuner.Tuner(
                 oracle=oracle,
                 hypermodel=hypermodel,
@@ -130,116 +161,135 @@ class KerasTunerEngine(Engine):
         self.oracle = self.tuner.oracle
         with contextlib.suppress(AttributeError):
             self.oracle.verbose = 0
-        self._max_trials = trials
-        from keras_tuner.src.distribute import utils as dist_utils
-
-        if dist_utils.has_chief_oracle() and dist_utils.is_chief_oracle():
+        self._chief = role == "chief"
+        if self._chief:
             # The chief only serves the oracle to the workers until they finish.
             self.tuner.search()
-            self._chief = True
-        else:
-            self._chief = False
+            return
+        self._finish_recorded()
+        self._save_good_copies()
 
-    def _trial_dir(self, trial_id: str) -> pathlib.Path:
-        path = self.run_dir / PROJECT / f"trial_{trial_id}"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def _finish_recorded(self) -> None:
+        """Ends the trials a kill left running after their record was written (in `tell`)."""
+        from keras_tuner.engine.trial import TrialStatus
 
-    def _write_trial_file(self, trial_id: str, name: str, data: Any) -> None:
-        write_json_atomic(self._trial_dir(trial_id) / name, clean_record(data))
+        ongoing = {t.trial_id for t in self.oracle.ongoing_trials.values()}
+        for trial_id, t in self.oracle.trials.items():
+            if t.status == TrialStatus.RUNNING and trial_id not in ongoing:
+                record = files.read_json(self.trial_dir(trial_id) / files.RECORD)
+                if files.is_complete(record):
+                    self._end(t, record, None)
 
-    def _read_trial_file(self, trial_id: str, name: str) -> Any:
-        path = self.run_dir / PROJECT / f"trial_{trial_id}" / name
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
+    def _save_good_copies(self, trial_id: str | None = None) -> None:
+        files.save_good_copies(
+            self.run_dir / PROJECT,
+            self.oracle.get_state(),
+            None if trial_id is None else self.oracle.trials[trial_id].get_state(),
+        )
+
+    def trial_dir(self, trial_id: str) -> pathlib.Path:
+        """The folder of trial `trial_id` in the KerasTuner project."""
+        return self.run_dir / PROJECT / f"trial_{trial_id}"
+
+    def write_trial_file(self, trial_id: str, name: str, data: Any) -> None:
+        """Writes `data` as JSON (atomically) to the file `name` in the trial's folder."""
+        folder = self.trial_dir(trial_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder / name, json.dumps(clean_record(data), indent=1, sort_keys=True))
 
     def ask(self) -> EngineTrial | None:
-        from keras_tuner.src.engine import trial as trial_module
+        from keras_tuner.engine.trial import TrialStatus
 
         if self._chief:
             return None
         while True:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with _quiet():
                 trial = self.oracle.create_trial(self.tuner.tuner_id)
-            if trial.status == trial_module.TrialStatus.STOPPED:
+            if trial.status == TrialStatus.STOPPED:
                 return None
-            if trial.status == trial_module.TrialStatus.IDLE:
+            if trial.status == TrialStatus.IDLE:
                 continue  # another worker's round must finish first (Hyperband)
+            self._interrupted.discard(trial.trial_id)
+            self._save_good_copies(trial.trial_id)
             return _KerasTunerTrial(self, trial)
 
     def tell(self, trial: EngineTrial, record: dict[str, Any]) -> None:
-        from keras_tuner.src.engine import trial as trial_module
-
         record = clean_record({**record, "trial_id": trial.number, "engine": self.name})
-        t = trial.trial
-        self._write_trial_file(t.trial_id, "record.json", record)
-        # Like KerasTuner's own tuners, let the oracle learn hyperparameters the build met
-        # for the first time (conditional ones), then record the values really used.
-        hp = getattr(trial, "_hp", None)
+        self.write_trial_file(trial.trial.trial_id, files.RECORD, record)
+        self._end(trial.trial, record, trial.hp)
+        self._save_good_copies(trial.trial.trial_id)
+
+    def _end(self, t: Any, record: dict[str, Any], hp: Any) -> None:
+        from keras_tuner.engine.trial import TrialStatus
+
         if hp is not None:
-            new = [h for h in hp.space if not t.hyperparameters._exists(h.name, h.conditions)]
-            t.hyperparameters.merge(new)
+            # Like KerasTuner's own tuners, let the oracle learn hyperparameters the build met
+            # for the first time (conditional ones), then record the values really used.
+            t.hyperparameters.merge(hp.space, overwrite=False)
         t.hyperparameters.values.update(record.get("hp") or {})
         value = record.get("best_val_accuracy")
-        if record.get("status") in ("complete", "skipped", "pruned") and value is not None:
-            metrics = {_OBJECTIVE: float(value)}
-            if record.get("best_val_loss") is not None:
-                metrics["val_loss"] = float(record["best_val_loss"])
-            self.oracle.update_trial(t.trial_id, metrics, step=max(0, int(record.get("epochs") or 1) - 1))
-            t.status = trial_module.TrialStatus.COMPLETED
-        else:
-            t.status = trial_module.TrialStatus.FAILED
-            t.message = record.get("error") or "failed"
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _quiet():
+            if record.get("status") in ("complete", "skipped", "pruned") and value is not None:
+                metrics = {_OBJECTIVE: float(value)}
+                if record.get("best_val_loss") is not None:
+                    metrics["val_loss"] = float(record["best_val_loss"])
+                step = max(0, int(record.get("epochs") or 1) - 1)
+                self.oracle.update_trial(t.trial_id, metrics, step=step)
+                t.status = TrialStatus.COMPLETED
+            else:
+                t.status = TrialStatus.FAILED
+                t.message = record.get("error") or "failed"
             self.oracle.end_trial(t)
             self.tuner.save()
 
     def interrupt(self, trial: EngineTrial, error: str) -> None:
         # The trial stays "running" in KerasTuner's state: reloading the project queues it
         # for a retry under the same id, whose record then replaces this one.
-        from keras_tuner.src.engine import trial as trial_module
+        from keras_tuner.engine.trial import TrialStatus
 
-        if trial.trial.status != trial_module.TrialStatus.RUNNING:
+        if trial.trial.status != TrialStatus.RUNNING:
             return  # it was told already: its record stands
-        plan = trial.plan.to_dict() if trial.plan else {}
         record = {
             "trial_id": trial.number,
             "engine": self.name,
             "status": "failed",
-            "family": plan.get("family"),
-            "hp": trial.hp_values(trial._hp) if getattr(trial, "_hp", None) is not None else {},
+            "family": trial.plan.family if trial.plan else None,
+            "hp": trial.hp_values(trial.hp) if trial.hp is not None else {},
             "error": f"{error}; it is re-run when the run resumes",
             "interrupted": True,
         }
-        self._write_trial_file(trial.trial.trial_id, "record.json", record)
-        with contextlib.redirect_stdout(io.StringIO()):
+        self.write_trial_file(trial.trial.trial_id, files.RECORD, record)
+        self._interrupted.add(trial.trial.trial_id)
+        with _quiet():
             self.oracle.save()
+        self._save_good_copies()
 
     def records(self) -> list[dict[str, Any]]:
-        from keras_tuner.src.engine import trial as trial_module
+        from keras_tuner.engine.trial import TrialStatus
 
         out = []
         for trial_id, t in sorted(self.oracle.trials.items(), key=lambda kv: int(kv[0])):
-            record = self._read_trial_file(trial_id, "record.json")
-            if t.status == trial_module.TrialStatus.RUNNING and not (record or {}).get("interrupted"):
+            record = files.read_json(self.trial_dir(trial_id) / files.RECORD)
+            if t.status == TrialStatus.RUNNING and not (record or {}).get("interrupted"):
                 continue  # running here or on another worker
             if not record:
-                if t.status == trial_module.TrialStatus.RUNNING:
-                    continue
-                record = {
-                    "status": "failed",
-                    "hp": dict(t.hyperparameters.values),
-                    "error": (t.message or "no record: the trial ended outside attn-search").strip(),
-                }
+                error = t.message or "no record: the trial ended outside attn-search"
+                record = {"status": "failed", "hp": dict(t.hyperparameters.values), "error": error}
             record.update(trial_id=int(trial_id), engine=self.name)
             out.append(record)
         return out
 
     def n_counted(self) -> int:
-        retry = getattr(self.oracle, "_retry_queue", [])
-        return len(self.oracle.trials) - len(retry)
+        # A running trial counts while it runs; one waiting for its re-run (interrupted here,
+        # or queued by KerasTuner's reload) does not.
+        from keras_tuner.engine.trial import TrialStatus
+
+        running = {t.trial_id for t in self.oracle.ongoing_trials.values()} - self._interrupted
+        return sum(
+            1
+            for trial_id, t in self.oracle.trials.items()
+            if t.status != TrialStatus.RUNNING or trial_id in running
+        )
 
     def close(self) -> None:
         self.tuner = None

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import pathlib
 from typing import Any
 
+from attn_search.engines import _private
+from attn_search.engines._optuna_hp import OptunaHyperParameters
 from attn_search.engines.base import (
     Engine,
+    EngineOption,
     EngineTrial,
     TrialPlan,
     clean_record,
@@ -36,184 +38,16 @@ _PLAN = "plan"
 _WORKER = "worker"
 
 
-class OptunaHyperParameters:
-    """Answers a KerasTuner hypermodel's `hp.*` calls with an Optuna trial's `suggest_*`.
-
-    It offers the part of `keras_tuner.HyperParameters` a hypermodel uses while building:
-    `Int`, `Float`, `Choice`, `Boolean`, `Fixed`, `conditional_scope`, `get`, `values`.
-    A value is sampled the first time its name is asked for, then answered from `values`.
-
-    Args:
-        trial: An `optuna.trial.Trial`, or `None` to answer only from `fixed` and defaults.
-        fixed: Values to answer as given, without asking the sampler. Defaults to none.
-        use_defaults: Whether to answer every other call with its default (KerasTuner's
-            defaults: `min_value`, the first choice, `False`). Defaults to `False`.
-
-    Example:
-
-    >>> hp = OptunaHyperParameters(None, use_defaults=True)
-    >>> hp.Int("units", 8, 64, step=8), hp.Choice("act", ["relu", "tanh"])
-    (8, 'relu')
-    """
-
-    def __init__(self, trial: Any = None, *, fixed: dict | None = None, use_defaults: bool = False):
-        self.trial = trial
-        self.values: dict[str, Any] = {}
-        self._fixed = dict(fixed or {})
-        self._use_defaults = use_defaults or trial is None
-        self._scopes: list[tuple[str, list]] = []
-
-    # --- the KerasTuner surface -------------------------------------------------------------
-    def Int(
-        self,
-        name: str,
-        min_value: int,
-        max_value: int,
-        step: int | None = None,
-        sampling: str = "linear",
-        default: int | None = None,
-        parent_name: str | None = None,
-        parent_values: Any = None,
-    ) -> int | None:
-        min_value, max_value = int(min_value), int(max_value)
-        default = min_value if default is None else int(default)
-        log = (sampling or "linear").lower() in ("log", "reverse_log")
-
-        def suggest():
-            if log and step not in (None, 1):
-                return self.trial.suggest_categorical(
-                    name, _geometric(min_value, max_value, step, integer=True)
-                )
-            if log:
-                return self.trial.suggest_int(name, min_value, max_value, log=True)
-            return self.trial.suggest_int(name, min_value, max_value, step=int(step or 1))
-
-        return self._answer(name, default, suggest, parent_name, parent_values)
-
-    def Float(
-        self,
-        name: str,
-        min_value: float,
-        max_value: float,
-        step: float | None = None,
-        sampling: str = "linear",
-        default: float | None = None,
-        parent_name: str | None = None,
-        parent_values: Any = None,
-    ) -> float | None:
-        min_value, max_value = float(min_value), float(max_value)
-        default = min_value if default is None else float(default)
-        log = (sampling or "linear").lower() in ("log", "reverse_log")
-
-        def suggest():
-            if log and step is not None:
-                return self.trial.suggest_categorical(
-                    name, _geometric(min_value, max_value, step, integer=False)
-                )
-            if log:
-                return self.trial.suggest_float(name, min_value, max_value, log=True)
-            return self.trial.suggest_float(name, min_value, max_value, step=step)
-
-        return self._answer(name, default, suggest, parent_name, parent_values)
-
-    def Choice(
-        self,
-        name: str,
-        values: list,
-        ordered: bool | None = None,
-        default: Any = None,
-        parent_name: str | None = None,
-        parent_values: Any = None,
-    ) -> Any:
-        values = list(values)
-        default = values[0] if default is None else default
-        return self._answer(
-            name,
-            default,
-            lambda: self.trial.suggest_categorical(name, values),
-            parent_name,
-            parent_values,
-        )
-
-    def Boolean(
-        self,
-        name: str,
-        default: bool = False,
-        parent_name: str | None = None,
-        parent_values: Any = None,
-    ) -> bool | None:
-        return self._answer(
-            name,
-            bool(default),
-            lambda: self.trial.suggest_categorical(name, [False, True]),
-            parent_name,
-            parent_values,
-        )
-
-    def Fixed(
-        self, name: str, value: Any, parent_name: str | None = None, parent_values: Any = None
-    ) -> Any:
-        if not self._active(parent_name, parent_values):
-            return None
-        self.values[name] = value
-        return value
-
-    @contextlib.contextmanager
-    def conditional_scope(self, parent_name: str, parent_values: Any):
-        """Hyperparameters asked inside are active only when `parent_name` is in `parent_values`."""
-        self._scopes.append((parent_name, _as_list(parent_values)))
-        try:
-            yield
-        finally:
-            self._scopes.pop()
-
-    def get(self, name: str) -> Any:
-        if name in self.values:
-            return self.values[name]
-        raise KeyError(f"{name} does not exist.")
-
-    def __getitem__(self, name: str) -> Any:
-        return self.get(name)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.values
-
-    # --- internals ---------------------------------------------------------------------------
-    def _active(self, parent_name, parent_values) -> bool:
-        conditions = list(self._scopes)
-        if parent_name is not None:
-            conditions.append((parent_name, _as_list(parent_values)))
-        return all(self.values.get(p) in vals for p, vals in conditions)
-
-    def _answer(self, name, default, suggest, parent_name, parent_values):
-        if not self._active(parent_name, parent_values):
-            return None
-        if name in self.values:
-            return self.values[name]
-        if name in self._fixed:
-            value = self._fixed[name]
-        elif self._use_defaults:
-            value = default
-        else:
-            value = suggest()
-        self.values[name] = value
-        return value
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and "://" in value
 
 
-def _as_list(values) -> list:
-    return list(values) if isinstance(values, (list, tuple, set)) else [values]
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
-def _geometric(low, high, factor, *, integer: bool) -> list:
-    # KerasTuner's log sampling with a step is multiplicative: low, low*step, ... <= high.
-    factor = float(factor)
-    if factor <= 1:
-        return [low, high]
-    out, value = [], float(low)
-    while value <= high * (1 + 1e-9):
-        out.append(int(round(value)) if integer else value)
-        value *= factor
-    return sorted(set(out))
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
 
 
 class _OptunaTrial(EngineTrial):
@@ -221,12 +55,11 @@ class _OptunaTrial(EngineTrial):
         self._engine = engine
         self.trial = trial
         self.number = trial.number
-        self.plan = plan
-        self.max_epochs = None
+        self._plan = plan
 
-    def make_hp(self) -> OptunaHyperParameters:
-        plan = self.plan or TrialPlan()
+    def make_hp(self, plan: TrialPlan) -> OptunaHyperParameters:
         self.trial.set_user_attr(_PLAN, clean_record(plan.to_dict()))
+        self._plan = plan
         return OptunaHyperParameters(self.trial, fixed=plan.fixed, use_defaults=plan.use_defaults)
 
     def hp_values(self, hp: OptunaHyperParameters) -> dict[str, Any]:
@@ -262,6 +95,38 @@ class OptunaEngine(Engine):
     """
 
     name = "optuna"
+    options = (
+        EngineOption(
+            "sampler",
+            SAMPLERS,
+            "tpe",
+            help="optuna only: the sampler that proposes trials: tpe, random, cmaes, qmc or gp.",
+            allow_objects=True,
+        ),
+        EngineOption(
+            "pruner",
+            PRUNERS,
+            "median",
+            help="optuna only: the pruner that stops weak trials: median, hyperband, "
+            "successive-halving (sha) or none.",
+            aliases={"successivehalving": "successive-halving", "sha": "successive-halving"},
+            allow_objects=True,
+        ),
+        EngineOption(
+            "storage",
+            help="optuna only: a storage URL (e.g. postgresql://...) shared by several workers. "
+            "Defaults to study.db in the run folder.",
+            rule="an Optuna storage URL such as 'sqlite:///study.db' or "
+            "'postgresql://user:pass@host/db'",
+            validate=_is_url,
+        ),
+        EngineOption(
+            "study",
+            help=f"optuna only: the study's name in the storage. Defaults to {_STUDY_DEFAULT}.",
+            rule="a non-empty string",
+            validate=_is_name,
+        ),
+    )
 
     def __init__(
         self,
@@ -270,49 +135,26 @@ class OptunaEngine(Engine):
         storage: str | None = None,
         study: str | None = None,
     ):
-        if isinstance(sampler, str):
-            sampler = sampler.strip().lower()
-            if sampler not in SAMPLERS:
-                raise ConfigError(
-                    f"`sampler` must be one of {', '.join(map(repr, SAMPLERS))}. "
-                    f"Received: sampler={sampler!r}"
-                )
-        if isinstance(pruner, str):
-            pruner = pruner.strip().lower().replace("_", "-")
-            if pruner in ("successive-halving", "successivehalving", "sha"):
-                pruner = "successive-halving"
-            if pruner not in PRUNERS:
-                raise ConfigError(
-                    f"`pruner` must be one of {', '.join(map(repr, PRUNERS))}. "
-                    f"Received: pruner={pruner!r}"
-                )
-        if storage is not None and (not isinstance(storage, str) or "://" not in storage):
-            raise ConfigError(
-                "`storage` must be an Optuna storage URL such as 'sqlite:///study.db' or "
-                f"'postgresql://user:pass@host/db'. Received: storage={storage!r}"
-            )
-        if study is not None and (not isinstance(study, str) or not study.strip()):
-            raise ConfigError(f"`study` must be a non-empty string. Received: study={study!r}")
-        self.sampler_name = sampler
-        self.pruner_name = pruner
-        self.storage_url = storage
-        self.study_name = study or _STUDY_DEFAULT
+        checked = self.check_options(
+            {"sampler": sampler, "pruner": pruner, "storage": storage, "study": study}
+        )
+        self.sampler_name = checked["sampler"]
+        self.pruner_name = checked["pruner"]
+        self.storage_url = checked["storage"]
+        self.study_name = checked["study"] or _STUDY_DEFAULT
         self.study = None
-        self._trials = 0
 
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "sampler": self.sampler_name if isinstance(self.sampler_name, str) else repr(self.sampler_name),
-            "pruner": self.pruner_name if isinstance(self.pruner_name, str) else repr(self.pruner_name),
+            "sampler": _as_text(self.sampler_name),
+            "pruner": _as_text(self.pruner_name),
             "storage": self.storage_url or "sqlite:///<run folder>/study.db",
             "study": self.study_name,
         }
 
     # --- building blocks ---------------------------------------------------------------------
     def _make_sampler(self, seed: int, trials: int):
-        import optuna
-
         name = self.sampler_name
         if not isinstance(name, str):
             return name
@@ -379,7 +221,6 @@ class OptunaEngine(Engine):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         run_dir = pathlib.Path(run_dir)
-        self._trials = trials
         storage = self._make_storage(run_dir)
         if overwrite:
             with contextlib.suppress(KeyError):
@@ -415,7 +256,6 @@ class OptunaEngine(Engine):
     def _fail_and_requeue(self, frozen, error: str, *, tell: bool) -> None:
         from optuna.trial import TrialState
 
-        storage = self.study._storage
         rerun = len(self.study.get_trials(deepcopy=False))  # the number the re-run will get
         plan = frozen.user_attrs.get(_PLAN)
         record = dict(frozen.user_attrs.get(_RECORD) or {})
@@ -428,7 +268,7 @@ class OptunaEngine(Engine):
             error=f"{error}; re-run as trial {rerun}",
             interrupted=True,
         )
-        storage.set_trial_user_attr(frozen._trial_id, _RECORD, clean_record(record))
+        _private.set_trial_user_attr(self.study, frozen, _RECORD, clean_record(record))
         if tell:
             self.study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
         user_attrs = {"rerun_of": frozen.number}
@@ -460,8 +300,9 @@ class OptunaEngine(Engine):
     def interrupt(self, trial: EngineTrial, error: str) -> None:
         from optuna.trial import TrialState
 
-        frozen = self.study._storage.get_trial(trial.trial._trial_id)
-        if frozen.state != TrialState.RUNNING:
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        frozen = next((t for t in running if t.number == trial.number), None)
+        if frozen is None:
             return  # it was told already: its record stands
         self._fail_and_requeue(frozen, error, tell=True)
 
@@ -499,8 +340,3 @@ class OptunaEngine(Engine):
 
     def close(self) -> None:
         self.study = None
-
-
-def storage_path(run_dir: os.PathLike | str) -> pathlib.Path:
-    """The default storage file of a run folder."""
-    return pathlib.Path(run_dir) / "study.db"
