@@ -1,0 +1,370 @@
+"""`RunConfig`: every setting of a search run, with its validation and its command-line flag.
+
+Each field carries its own command-line declaration in `dataclasses.field(metadata=...)`:
+`group` (the --help section), `help` (one line; "Defaults to X." is added from the default),
+`kind` (how the text is parsed: see `attn_search.cli`), and optional `metavar` and `flag`.
+The `attn-search run` flags are generated from these, so an option is declared once.
+
+This module imports no TensorFlow, Keras or engine library, so building and validating a
+`RunConfig` is instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from attn_search.errors import ConfigError
+from attn_search.runfolder import mask_url
+
+__all__ = ["FLAG_GROUPS", "RunConfig", "as_config"]
+
+#: The --help sections of `attn-search run`, in order.
+FLAG_GROUPS = ("what to search", "how to search", "budget", "where to write", "output")
+
+
+def _field(default: Any, group: str, help: str, kind: str = "text", **extra: Any) -> Any:
+    """A dataclass field with its command-line declaration (see the module docstring).
+
+    kind: "text", "positive_int", "non_negative_int", "positive_float", "image_size",
+    "flag" (a switch), "count" (-v, -vv), or "engine" / "engine_option" (choices that the
+    engines declare).
+    """
+    return dataclasses.field(
+        default=default, metadata={"group": group, "help": help, "kind": kind, **extra}
+    )
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything a search run needs; validated without importing TensorFlow.
+
+    Args:
+        dataset: A built-in dataset name, a folder of images, an .npz file (see
+            `attn_search.load_dataset`), or a `Dataset`. Defaults to `"digits"`.
+        space: A shipped search space name, a YAML path, a dict or a `SearchSpace`.
+            Defaults to `"default"`.
+        engine: `"optuna"` or `"keras-tuner"`, or an `Engine`. Defaults to `"optuna"`.
+        tuner: KerasTuner's search: `"random"`, `"bayesian"`, `"hyperband"` or `"grid"`.
+            Defaults to `"random"`.
+        sampler: Optuna's sampler: `"tpe"` (seeded), `"random"`, `"cmaes"`, `"qmc"`, `"gp"`.
+            Defaults to `"tpe"`.
+        pruner: Optuna's pruner: `"median"`, `"hyperband"`, `"successive-halving"`,
+            `"none"`. Defaults to `"median"`.
+        trials: Number of search trials, baselines included. Defaults to 10.
+        max_epochs: Cap on the epochs of any one fit. Defaults to `None` (the space's
+            `training.epochs`).
+        time_budget: Seconds after which no new search trial starts (the finalists still
+            run). Defaults to `None` (no limit).
+        seed: Seed of the data split, the engine's sampler and every model. Defaults to 0.
+        finalists: How many attention configurations are retrained with repeats. Defaults
+            to 3.
+        repeats: Seeds per finalist (and per twin). Defaults to 3.
+        out: The run folder. Defaults to `None`: `results/<dataset>-<timestamp>/`.
+        resume: Continue an earlier run with the same configuration: the one in `out`, or
+            without `out` the latest in `results/` for the same dataset. Defaults to `False`.
+        overwrite: Replace whatever run `out` holds. Defaults to `False`.
+        storage: Optuna storage URL (e.g. `postgresql://...` for several workers). Defaults
+            to `None`: `study.db` in the run folder.
+        study: Optuna study name. Defaults to `None` (`"attn-search"`).
+        limit: Cap on the number of examples loaded (quick runs). Defaults to `None`.
+        image_size: `(height, width)` to resize images to. Defaults to `None`.
+        skip_corrupt: Skip unreadable images in a folder dataset (with a warning that counts
+            them) instead of stopping. Defaults to `False`.
+        memory_budget_mb: Budget for attention maps; larger configurations fail. Defaults to
+            `None` (the hypermodel's default).
+        max_consecutive_failures: The search stops after this many failed trials in a row.
+            Defaults to 5.
+        verbose: Keras' per-epoch output: 0 none, 1 progress bar, 2 one line per epoch.
+            Defaults to 0.
+        quiet: Print nothing (no progress lines). Defaults to `False`.
+
+    Example:
+
+    >>> config = RunConfig(dataset="digits", trials=4, finalists=1, repeats=2)
+    >>> config.validate()
+    """
+
+    dataset: Any = _field(
+        "digits",
+        "what to search",
+        "a built-in name (see 'attn-search datasets'), a folder of images or an .npz file",
+    )
+    space: Any = _field(
+        "default",
+        "what to search",
+        "a shipped search space (see 'attn-search spaces') or a YAML path",
+    )
+    engine: Any = _field("optuna", "how to search", "the search engine", kind="engine")
+    tuner: str = _field("random", "how to search", "", kind="engine_option")
+    sampler: str = _field("tpe", "how to search", "", kind="engine_option")
+    pruner: str = _field("median", "how to search", "", kind="engine_option")
+    trials: int = _field(10, "budget", "search trials, baselines included", kind="positive_int")
+    max_epochs: int | None = _field(
+        None, "budget", "cap on training epochs per trial", kind="positive_int"
+    )
+    time_budget: float | None = _field(
+        None,
+        "budget",
+        "stop starting new trials after this many seconds",
+        kind="positive_float",
+        metavar="SECONDS",
+    )
+    seed: int = _field(
+        0,
+        "how to search",
+        "seed of the split, the sampler and every model",
+        kind="non_negative_int",
+    )
+    finalists: int = _field(
+        3,
+        "budget",
+        "attention configurations retrained with --repeats seeds beside their baselines (0: none)",
+        kind="non_negative_int",
+    )
+    repeats: int = _field(3, "budget", "seeds per finalist", kind="positive_int")
+    out: str | os.PathLike | None = _field(
+        None,
+        "where to write",
+        "the run folder. Defaults to results/<dataset>-<timestamp>/.",
+        metavar="RUN_DIR",
+    )
+    resume: bool = _field(
+        False, "where to write", "continue the run in --out (same configuration)", kind="flag"
+    )
+    overwrite: bool = _field(
+        False, "where to write", "replace a run folder holding another run", kind="flag"
+    )
+    storage: str | None = _field(None, "where to write", "", kind="engine_option", metavar="URL")
+    study: str | None = _field(None, "where to write", "", kind="engine_option", metavar="NAME")
+    limit: int | None = _field(
+        None,
+        "what to search",
+        "use at most N examples of the dataset (quick tries)",
+        kind="positive_int",
+        metavar="N",
+    )
+    image_size: tuple[int, int] | None = _field(
+        None,
+        "what to search",
+        "resize images, e.g. 32 or 32x48",
+        kind="image_size",
+        metavar="HxW",
+    )
+    skip_corrupt: bool = _field(
+        False,
+        "what to search",
+        "skip unreadable images in a folder dataset (counted in a warning) instead of stopping",
+        kind="flag",
+    )
+    memory_budget_mb: float | None = _field(
+        None,
+        "budget",
+        "skip configurations whose attention maps would need more memory",
+        kind="positive_float",
+        metavar="MB",
+    )
+    max_consecutive_failures: int = _field(
+        5,
+        "budget",
+        "stop the search after N failed trials in a row",
+        kind="positive_int",
+        metavar="N",
+    )
+    verbose: int = _field(
+        0,
+        "output",
+        "show Keras' training output: -v progress bars, -vv one line per epoch",
+        kind="count",
+        flag="-v",
+    )
+    quiet: bool = _field(
+        False,
+        "output",
+        "no progress; print only the run folder (for scripts)",
+        kind="flag",
+        flag="-q",
+    )
+
+    def validate(self) -> None:
+        """Checks every field's type and range; the first bad one raises.
+
+        Raises:
+            ConfigError: Naming the field and echoing its value.
+        """
+        from attn_search.engines import ENGINE_ALIASES, ENGINES, Engine, engine_options
+
+        if isinstance(self.dataset, str) and not self.dataset.strip():
+            raise ConfigError(f"`dataset` must not be empty. Received: dataset={self.dataset!r}")
+        if self.dataset is None:
+            raise ConfigError(
+                "`dataset` must be a name, a path or a Dataset. Received: dataset=None"
+            )
+        if self.space is None or (isinstance(self.space, str) and not self.space.strip()):
+            raise ConfigError(
+                "`space` must be a space name, a YAML path or a dict. "
+                f"Received: space={self.space!r}"
+            )
+        if not isinstance(self.engine, Engine):
+            key = _key(self.engine)
+            if ENGINE_ALIASES.get(key, key) not in ENGINES:
+                raise ConfigError(
+                    f"`engine` must be one of {', '.join(map(repr, ENGINES))}. "
+                    f"Received: engine={self.engine!r}"
+                )
+        for name, option in engine_options().items():
+            option.check(getattr(self, name))
+        _int("trials", self.trials, 1)
+        _int("max_epochs", self.max_epochs, 1, optional=True)
+        _number("time_budget", self.time_budget, optional=True)
+        _int("seed", self.seed, 0)
+        _int("finalists", self.finalists, 0)
+        _int("repeats", self.repeats, 1)
+        _int("limit", self.limit, 1, optional=True)
+        _number("memory_budget_mb", self.memory_budget_mb, optional=True)
+        _int("max_consecutive_failures", self.max_consecutive_failures, 1)
+        if self.verbose not in (0, 1, 2) or isinstance(self.verbose, bool):
+            raise ConfigError(f"`verbose` must be 0, 1 or 2. Received: verbose={self.verbose!r}")
+        self.image_size_pair()  # raises on a bad value
+        for name in ("resume", "overwrite", "skip_corrupt", "quiet"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"`{name}` must be True or False. Received: {name}={getattr(self, name)!r}"
+                )
+        if self.resume and self.overwrite:
+            raise ConfigError(
+                "`resume` and `overwrite` cannot both be set: resume continues the run in the "
+                "folder, overwrite deletes it. Received: resume=True, overwrite=True"
+            )
+        if self.out is not None and not isinstance(self.out, (str, os.PathLike)):
+            raise ConfigError(f"`out` must be a folder path. Received: out={self.out!r}")
+
+    def check(self) -> None:
+        """`validate`, then the checks that read files but need no TensorFlow.
+
+        The search space is loaded and validated whole, and a dataset name or path is checked
+        (an unknown name or a missing path fails here, before any framework starts).
+
+        Raises:
+            ConfigError: A field is invalid.
+            SearchSpaceError: The search space is invalid.
+            DatasetError: The dataset is unknown or its path does not exist.
+        """
+        self.validate()
+        from attn_search.datasets import check_spec
+        from attn_search.spaces import load_space
+
+        load_space(self.space)
+        if isinstance(self.dataset, (str, os.PathLike)):
+            check_spec(self.dataset)
+
+    def image_size_pair(self) -> tuple[int, int] | None:
+        """`image_size` as `(height, width)` (an int means a square), or `None`."""
+        size = self.image_size
+        if size is None:
+            return None
+        if isinstance(size, int) and not isinstance(size, bool):
+            size = (size, size)
+        if not (
+            isinstance(size, (tuple, list))
+            and len(size) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+        ):
+            raise ConfigError(
+                "`image_size` must be (height, width), two positive integers. "
+                f"Received: image_size={self.image_size!r}"
+            )
+        return int(size[0]), int(size[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data (objects such as a `Dataset` become their name).
+
+        A storage URL's password is masked (`postgresql://user:***@host/db`): this dict is
+        written to config.yaml and run.json.
+        """
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif not (value is None or isinstance(value, (str, int, float, bool, list, dict))):
+                value = getattr(value, "name", None) or type(value).__name__
+            out[f.name] = value
+        if isinstance(out.get("storage"), str):
+            out["storage"] = mask_url(out["storage"])
+        return out
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def unknown_fields(given: Mapping[str, Any], where: str = "config") -> None:
+    """Raises a ConfigError naming the keys of `given` that are not RunConfig fields."""
+    fields = field_names()
+    unknown = sorted(set(given) - set(fields))
+    if not unknown:
+        return
+    hints = [
+        f"{name!r} -> {close[0]!r}"
+        for name in unknown
+        if (close := difflib.get_close_matches(str(name), fields, n=1))
+    ]
+    hint = f" Did you mean {', '.join(hints)}?" if hints else ""
+    raise ConfigError(
+        f"`{where}` has unknown field(s) {', '.join(map(repr, unknown))}; RunConfig accepts "
+        f"{', '.join(fields)}.{hint} Received: {where}={dict(given)!r}"
+    )
+
+
+def as_config(config: RunConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any]):
+    """Normalizes `run_search`'s arguments into one validated `RunConfig`."""
+    if config is None:
+        config = RunConfig()
+    elif isinstance(config, Mapping):
+        unknown_fields(config)
+        config = RunConfig(**config)
+    elif not isinstance(config, RunConfig):
+        raise ConfigError(
+            f"`config` must be a RunConfig or a dict of its fields. Received: config={config!r}"
+        )
+    if overrides:
+        unknown_fields(overrides, "overrides")
+        config = dataclasses.replace(config, **overrides)
+    config.validate()
+    return config
+
+
+def _key(value: Any) -> Any:
+    return value.strip().lower().replace("_", "-") if isinstance(value, str) else value
+
+
+def _int(name: str, value: Any, low: int, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        rule = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ConfigError(
+            f"`{name}` must be {rule}{' or None' if optional else ''}. Received: {name}={value!r}"
+        )
+
+
+def _number(name: str, value: Any, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(
+            f"`{name}` must be a positive number{' or None' if optional else ''}. "
+            f"Received: {name}={value!r}"
+        )

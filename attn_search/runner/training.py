@@ -1,0 +1,156 @@
+"""Fitting one model: the epoch callback, the fit itself, and a small result object.
+
+This module imports Keras; the runner imports it only when a run starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import keras
+import numpy as np
+
+from attn_search.engines.base import EngineTrial
+
+__all__ = ["EpochCallback", "FitResult", "fit", "reinitialize"]
+
+
+class EpochCallback(keras.callbacks.Callback):
+    """Reports validation accuracy per epoch to the engine (pruning); stops on a NaN loss.
+
+    Args:
+        trial: The engine's trial to report to, or `None` (finalist fits: no pruning).
+
+    Attributes:
+        epochs: Epochs finished.
+        pruned: Whether the engine asked to stop the trial.
+        nan_at: `(epoch, batch)` (from 0) where the loss first was not finite, or `None`.
+    """
+
+    def __init__(self, trial: EngineTrial | None = None):
+        super().__init__()
+        self.trial = trial
+        self.epochs = 0
+        self.epoch = 0
+        self.pruned = False
+        self.nan_at: tuple[int, int] | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        # TerminateOnNaN, remembering where it happened.
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_at = (self.epoch, batch)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs = epoch + 1
+        if self.nan_at is not None or self.trial is None:
+            return
+        acc = (logs or {}).get("val_accuracy")
+        if acc is not None and self.trial.report(epoch, float(acc)):
+            self.pruned = True
+            self.model.stop_training = True
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What one fit produced.
+
+    Attributes:
+        history: Keras' history (metric name -> one value per epoch).
+        epochs: Epochs trained.
+        pruned: Whether the engine stopped it early.
+        nan_at: `(epoch, batch)` of a non-finite loss, or `None`.
+        seconds: Wall time of `fit`.
+    """
+
+    history: dict[str, list[float]]
+    epochs: int
+    pruned: bool
+    nan_at: tuple[int, int] | None
+    seconds: float
+
+    def best(self, metric: str, mode: str = "max") -> float | None:
+        """The best finite value of `metric` over the epochs, or `None`."""
+        values = np.asarray(self.history.get(metric, []), dtype=float)
+        if not np.isfinite(values).any():
+            return None
+        return float(np.nanmax(values) if mode == "max" else np.nanmin(values))
+
+
+def fit(
+    hypermodel: Any,
+    hp: Any,
+    model: Any,
+    data: Any,
+    *,
+    seed: int,
+    epochs: int,
+    trial: EngineTrial | None = None,
+    verbose: int = 0,
+) -> FitResult:
+    """Trains `model` (built by `hypermodel` from `hp`) on `data`'s train split.
+
+    The train split is reshuffled each epoch with `seed`; validation runs after every epoch.
+    """
+    batch = int(hp.values.get("train/batch_size") or 32) if hasattr(hp, "values") else 32
+    callback = EpochCallback(trial)
+    train = data.train(batch, shuffle=True, seed=seed)
+    n_train = int(data.info.sizes.get("train", 0))
+    if n_train >= 2 * batch and n_train % batch:
+        # Full batches only (the split is reshuffled each epoch, so a different remainder
+        # sits out each time): a smaller last batch would make TensorFlow trace the training
+        # step twice, which costs more than the training itself on small data.
+        train = train.take(n_train // batch)
+    t0 = time.monotonic()
+    history = hypermodel.fit(
+        hp,
+        model,
+        train,
+        validation_data=data.val(batch),
+        epochs=epochs,
+        callbacks=[callback],
+        shuffle=False,  # Dataset.train shuffles, seeded
+        verbose=verbose,
+    )
+    history = dict(history.history)
+    return FitResult(
+        history=history,
+        epochs=callback.epochs or len(history.get("loss", [])),
+        pruned=callback.pruned,
+        nan_at=callback.nan_at,
+        seconds=time.monotonic() - t0,
+    )
+
+
+def reinitialize(model: Any, fresh: Any) -> Any:
+    """Gives `model` the weights and optimizer state of `fresh`, a new build of the same config.
+
+    A repeat with another seed is then training from scratch, while the model's traced training
+    and evaluation functions are reused: tracing them costs more than training small models.
+    Returns `fresh` itself when the two do not line up (nothing is reused then).
+    """
+    try:
+        optimizer = getattr(model, "optimizer", None)
+        new_optimizer = getattr(fresh, "optimizer", None)
+        if optimizer is None or new_optimizer is None or type(optimizer) is not type(new_optimizer):
+            return fresh
+        if not getattr(new_optimizer, "built", False):
+            new_optimizer.build(fresh.trainable_variables)
+        old_vars, new_vars = list(optimizer.variables), list(new_optimizer.variables)
+        if len(old_vars) != len(new_vars) or any(
+            tuple(a.shape) != tuple(b.shape) for a, b in zip(old_vars, new_vars, strict=True)
+        ):
+            return fresh
+        model.set_weights(fresh.get_weights())
+        for old, new in zip(old_vars, new_vars, strict=True):
+            old.assign(new)
+        return model
+    except (ValueError, TypeError, AttributeError):
+        return fresh
