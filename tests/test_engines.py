@@ -9,12 +9,17 @@ from __future__ import annotations
 import pytest
 
 from attn_search.engines import (
+    ENGINE_ALIASES,
     ENGINES,
+    EngineOption,
     KerasTunerEngine,
     OptunaEngine,
     OptunaHyperParameters,
     TrialPlan,
+    engine_class,
+    engine_options,
     get_engine,
+    options_for,
 )
 from attn_search.errors import ConfigError
 
@@ -63,12 +68,124 @@ def test_get_engine_unknown_name():
             "`storage` must be an Optuna storage URL such as 'sqlite:///study.db' or "
             "'postgresql://user:pass@host/db'. Received: storage='study.db'",
         ),
+        (
+            lambda: OptunaEngine(study="  "),
+            "`study` must be a non-empty string. Received: study='  '",
+        ),
+        (
+            lambda: OptunaEngine(sampler=None),
+            "`sampler` must be one of 'tpe', 'random', 'cmaes', 'qmc', 'gp'. "
+            "Received: sampler=None",
+        ),
+        (
+            lambda: KerasTunerEngine(tuner=object),
+            "`tuner` must be one of 'random', 'bayesian', 'hyperband', 'grid'. "
+            "Received: tuner=<class 'object'>",
+        ),
+        (
+            lambda: get_engine("keras-tuner", sampler="tpe"),
+            "Engine 'keras-tuner' has no option 'sampler' (its options: 'tuner'). "
+            "Received: sampler='tpe'",
+        ),
+        (
+            lambda: get_engine("optuna", tuner="grid", seed=3),
+            "Engine 'optuna' has no options 'tuner', 'seed' (its options: 'sampler', 'pruner', "
+            "'storage', 'study'). Received: tuner='grid', seed=3",
+        ),
+        (
+            lambda: engine_class(3),
+            "`engine` must be one of 'optuna', 'keras-tuner' or an Engine instance. "
+            "Received: engine=3",
+        ),
     ],
 )
 def test_engine_options_are_checked(make, message):
     with pytest.raises(ConfigError) as info:
         make()
     assert str(info.value) == message
+
+
+_SAMPLER = object()  # stands for an optuna.samplers.BaseSampler instance
+
+
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("tuner", " GridSearch", "grid"),
+        ("tuner", "BAYESIAN", "bayesian"),
+        ("pruner", "SHA", "successive-halving"),
+        ("pruner", "successive_halving", "successive-halving"),
+        ("pruner", "None", "none"),
+        ("sampler", _SAMPLER, _SAMPLER),  # a library object, as is
+        ("storage", None, None),
+        ("storage", "sqlite:///x.db", "sqlite:///x.db"),
+        ("study", "my-study", "my-study"),
+        ("study", None, None),
+    ],
+)
+def test_engine_option_check_normalizes(name, value, expected):
+    assert engine_options()[name].check(value) == expected
+
+
+def test_engine_option_declarations():
+    options = engine_options()
+    assert list(options) == ["sampler", "pruner", "storage", "study", "tuner"]
+    assert [o.name for o in OptunaEngine.options] == ["sampler", "pruner", "storage", "study"]
+    assert [o.name for o in KerasTunerEngine.options] == ["tuner"]
+    assert options["tuner"].choices == ("random", "bayesian", "hyperband", "grid")
+    assert (options["tuner"].default, options["sampler"].default) == ("random", "tpe")
+    assert all(isinstance(o.help, str) and o.help and "\n" not in o.help for o in options.values())
+    free = EngineOption("out", rule="a folder", validate=lambda v: v == "ok")
+    assert free.check("ok") == "ok"
+    with pytest.raises(ConfigError) as info:
+        free.check("no")
+    assert str(info.value) == "`out` must be a folder. Received: out='no'"
+
+
+def test_engine_class_and_aliases():
+    assert engine_class(None) is OptunaEngine
+    assert engine_class(" Optuna ") is OptunaEngine
+    for alias in ("keras-tuner", "KERAS-TUNER", *ENGINE_ALIASES):
+        assert engine_class(alias) is KerasTunerEngine
+    assert ENGINE_ALIASES == {"keras_tuner": "keras-tuner", "kerastuner": "keras-tuner"}
+
+
+def test_options_for_picks_the_engines_own_options():
+    config = {
+        "engine": "optuna",
+        "tuner": "grid",
+        "sampler": "random",
+        "pruner": "none",
+        "storage": None,
+        "study": None,
+        "trials": 3,
+    }
+    optuna_options = options_for("optuna", config)
+    assert optuna_options == {"sampler": "random", "pruner": "none", "storage": None, "study": None}
+    assert options_for("kerastuner", config) == {"tuner": "grid"}
+    assert options_for(None, {"sampler": "qmc"}) == {"sampler": "qmc"}
+    assert options_for(OptunaEngine(), config) == {}  # an instance is configured already
+    assert get_engine("keras-tuner", **options_for("keras-tuner", config)).tuner_name == "grid"
+    engine = get_engine("optuna", **optuna_options)
+    assert (engine.sampler_name, engine.pruner_name, engine.study_name) == (
+        "random",
+        "none",
+        "attn-search",
+    )
+
+
+def test_importing_engines_loads_no_framework():
+    import subprocess
+    import sys
+
+    # The console script's name keeps `import attn_search` from registering the layer.
+    code = (
+        "import sys; sys.argv[0] = 'attn-search'; import attn_search.engines; "
+        "print(sorted(m for m in ('optuna', 'keras_tuner', 'keras', 'tensorflow') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # ------------------------------------------------------------------------------ adapter
