@@ -21,12 +21,12 @@ holds another run); 130 interrupted with Ctrl-C. Errors are one line on stderr,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
-import pathlib
 import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from attn_search import __version__
@@ -50,8 +50,6 @@ EXIT_INTERRUPTED = 130
 # Errors that mean "what you typed or pointed at is wrong": usage-style exit code.
 _BAD_INPUT = (ConfigError, DatasetError, SearchSpaceError, RunDirError)
 
-ENGINES = ("optuna", "keras-tuner")
-TUNERS = ("random", "bayesian", "hyperband", "grid")
 FAMILIES = ("attention", "plain", "matched")
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
 
@@ -131,19 +129,26 @@ def _image_size(text: str) -> tuple[int, int]:
 
 
 def _choice(
-    name: str, choices: Sequence[str], aliases: dict[str, str] | None = None
+    name: str,
+    choices: Sequence[str],
+    aliases: Mapping[str, str] | None = None,
+    *,
+    strict: bool = True,
 ) -> Callable[[str], str]:
-    """A case-insensitive choice whose error names the option and echoes the value."""
+    """A case-insensitive choice (`_` read as `-`) whose error names the option and echoes
+    the value; with `strict=False` an unknown value is passed on as typed, for a later check."""
 
     def parse(text: str) -> str:
         value = text.strip().lower()
+        value = (aliases or {}).get(value, value).replace("_", "-")
         value = (aliases or {}).get(value, value)
-        if value not in choices:
-            allowed = ", ".join(choices)
-            raise argparse.ArgumentTypeError(
-                f"{name} must be one of {allowed}. Received: {name}={text!r}"
-            )
-        return value
+        if value in choices:
+            return value
+        if not strict:
+            return text
+        raise argparse.ArgumentTypeError(
+            f"{name} must be one of {', '.join(choices)}. Received: {name}={text!r}"
+        )
 
     parse.__name__ = name
     return parse
@@ -229,8 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "report",
         parents=[common],
-        help="write a run's report (report.md and plots) into its folder",
-        description="Write report.md (and plots, when matplotlib is installed) into RUN_DIR.",
+        help="write a run's report (report.md and two PNG plots) into its folder",
+        description=(
+            "Write report.md into RUN_DIR: the run's status and timings, its settings, "
+            "attention against its baselines, validation accuracy by family and placement "
+            "(with report_families.png), the best trials, and the best model's learned gamma "
+            "and attention maps (report_attention.png)."
+        ),
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'attn-search run'")
     p.set_defaults(handler=_cmd_report)
@@ -258,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    """The `run` command: one flag per `RunConfig` field, declared in the field's metadata."""
+    from attn_search.runner.config import FLAG_GROUPS, RunConfig  # plain Python: no TensorFlow
+
     p = commands.add_parser(
         "run",
         parents=[common],
@@ -269,154 +282,63 @@ def _add_run_parser(commands: Any, common: argparse.ArgumentParser) -> None:
             "the run folder. Re-running the same command on the same folder resumes it."
         ),
     )
-    from attn_search.runner import RunConfig  # plain Python: no TensorFlow
-
-    d = RunConfig()  # one source for every default
-    what = p.add_argument_group("what to search")
-    what.add_argument(
-        "--dataset",
-        default=d.dataset,
-        help="a built-in name (see 'attn-search datasets'), a folder of images or an .npz "
-        f"file. Defaults to {d.dataset}.",
-    )
-    what.add_argument(
-        "--space",
-        default=d.space,
-        help="a shipped search space (see 'attn-search spaces') or a YAML path. "
-        f"Defaults to {d.space}.",
-    )
-    what.add_argument(
-        "--limit",
-        type=_positive_int("--limit"),
-        default=None,
-        help="use at most N examples of the dataset (quick tries)",
-    )
-    what.add_argument(
-        "--skip-corrupt",
-        action="store_true",
-        default=False,
-        help="skip unreadable images in a folder dataset (counted in a warning) instead of "
-        "stopping",
-    )
-    what.add_argument(
-        "--image-size",
-        type=_image_size,
-        default=None,
-        metavar="HxW",
-        help="resize images, e.g. 32 or 32x48",
-    )
-
-    how = p.add_argument_group("how to search")
-    how.add_argument(
-        "--engine",
-        type=_choice("--engine", ENGINES, {"keras_tuner": "keras-tuner", "kerastuner": "keras-tuner"}),
-        default=d.engine,
-        help=f"optuna or keras-tuner. Defaults to {d.engine}.",
-    )
-    how.add_argument(
-        "--tuner",
-        type=_choice("--tuner", TUNERS),
-        default=d.tuner,
-        help=f"keras-tuner only: random, bayesian, hyperband or grid. Defaults to {d.tuner}.",
-    )
-    how.add_argument(
-        "--sampler", default=d.sampler, help="optuna only: the sampler (e.g. tpe, random). "
-        f"Defaults to {d.sampler}."
-    )
-    how.add_argument(
-        "--pruner",
-        default=d.pruner,
-        help=f"optuna only: the pruner (e.g. median, hyperband, none). Defaults to {d.pruner}.",
-    )
-    how.add_argument(
-        "--seed", type=_non_negative_int("--seed"), default=d.seed, help=f"Defaults to {d.seed}."
-    )
-
-    budget = p.add_argument_group("budget")
-    budget.add_argument(
-        "--trials", type=_positive_int("--trials"), default=d.trials, help="search trials. "
-        f"Defaults to {d.trials}."
-    )
-    budget.add_argument(
-        "--max-epochs",
-        type=_positive_int("--max-epochs"),
-        default=None,
-        help="cap on training epochs per trial",
-    )
-    budget.add_argument(
-        "--time-budget",
-        type=_positive_float("--time-budget"),
-        default=None,
-        metavar="SECONDS",
-        help="stop starting new trials after this many seconds",
-    )
-    budget.add_argument(
-        "--finalists",
-        type=_non_negative_int("--finalists"),
-        default=d.finalists,
-        help="attention configurations retrained with --repeats seeds beside their baselines "
-        f"(0: none). Defaults to {d.finalists}.",
-    )
-    budget.add_argument(
-        "--repeats",
-        type=_positive_int("--repeats"),
-        default=d.repeats,
-        help=f"seeds per finalist. Defaults to {d.repeats}.",
-    )
-    budget.add_argument(
-        "--max-consecutive-failures",
-        type=_positive_int("--max-consecutive-failures"),
-        default=d.max_consecutive_failures,
-        metavar="N",
-        help=f"stop the search after N failed trials in a row. Defaults to "
-        f"{d.max_consecutive_failures}.",
-    )
-    budget.add_argument(
-        "--memory-budget-mb",
-        type=_positive_float("--memory-budget-mb"),
-        default=None,
-        metavar="MB",
-        help="skip configurations whose attention maps would need more memory",
-    )
-
-    where = p.add_argument_group("where to write")
-    where.add_argument(
-        "--out",
-        default=None,
-        metavar="RUN_DIR",
-        help="the run folder. Defaults to results/<dataset>-<timestamp>/.",
-    )
-    where.add_argument(
-        "--resume", action="store_true", help="continue the run in --out (same configuration)"
-    )
-    where.add_argument(
-        "--overwrite", action="store_true", help="replace a run folder holding another run"
-    )
-    where.add_argument(
-        "--storage",
-        default=None,
-        metavar="URL",
-        help="optuna only: a storage URL (e.g. postgresql://...) shared by several workers. "
-        "Defaults to study.db in the run folder.",
-    )
-    where.add_argument("--study", default=None, metavar="NAME", help="optuna only: study name")
-
-    out = p.add_argument_group("output")
-    loud = out.add_mutually_exclusive_group()
-    loud.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="show Keras' training output: -v progress bars, -vv one line per epoch",
-    )
-    loud.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="no progress; print only the run folder (for scripts)",
-    )
+    groups = {name: p.add_argument_group(name) for name in FLAG_GROUPS}
+    # -v and -q ask for more and for less output: one or the other.
+    groups["output"] = groups["output"].add_mutually_exclusive_group()
+    for field in dataclasses.fields(RunConfig):
+        meta = field.metadata
+        flag = "--" + field.name.replace("_", "-")
+        names = [meta["flag"], flag] if meta.get("flag") else [flag]
+        kwargs = _flag_kwargs(flag, field.name, meta["kind"], meta["help"])
+        if meta.get("metavar"):
+            kwargs["metavar"] = meta["metavar"]
+        if field.default is not None and meta["kind"] not in ("flag", "count"):
+            text = kwargs["help"].rstrip()
+            kwargs["help"] = (
+                f"{text}{' ' if text.endswith('.') else '. '}Defaults to {field.default}."
+            )
+        groups[meta["group"]].add_argument(*names, default=field.default, **kwargs)
     p.set_defaults(handler=_cmd_run)
+
+
+def _flag_kwargs(flag: str, name: str, kind: str, help: str) -> dict[str, Any]:
+    """`add_argument`'s type (or action) and help for a `RunConfig` field of `kind`."""
+    if kind == "flag":
+        return {"action": "store_true", "help": help}
+    if kind == "count":
+        return {"action": "count", "help": help}
+    if kind in ("engine", "engine_option"):
+        return _engine_flag(flag, name, help)
+    types: dict[str, Callable[[str], Callable[[str], Any]]] = {
+        "text": lambda _: str,
+        "positive_int": _positive_int,
+        "non_negative_int": _non_negative_int,
+        "positive_float": _positive_float,
+        "image_size": lambda _: _image_size,
+    }
+    if kind not in types:
+        raise ValueError(f"`kind` of RunConfig.{name} is unknown. Received: kind={kind!r}")
+    return {"type": types[kind](flag), "help": help}
+
+
+def _engine_flag(flag: str, name: str, help: str) -> dict[str, Any]:
+    """The engine's, or an engine option's, choices and help, as the engines declare them."""
+    from attn_search.engines import ENGINE_ALIASES, ENGINES, engine_options
+
+    if name == "engine":
+        return {
+            "type": _choice(flag, ENGINES, ENGINE_ALIASES),
+            "help": f"{help}: {' or '.join(ENGINES)}",
+        }
+    option = engine_options()[name]
+    kwargs: dict[str, Any] = {"help": option.help}
+    if option.choices is not None:
+        # An option that also takes a library object (Optuna's sampler, pruner) is checked
+        # by RunConfig, whose message names the field; a name-only option, here.
+        kwargs["type"] = _choice(
+            flag, option.choices, option.aliases, strict=not option.allow_objects
+        )
+    return kwargs
 
 
 # --------------------------------------------------------------------------- handlers
@@ -465,70 +387,37 @@ def _import_tensorflow_quietly() -> None:
 
 
 def _run_config(args: argparse.Namespace) -> Any:
-    """Builds and validates the RunConfig (cheap: the runner module does not import TF)."""
-    from attn_search.runner import RunConfig
+    """The RunConfig of the parsed flags, checked without TensorFlow (`RunConfig.check`)."""
+    from attn_search.runner.config import RunConfig
 
-    config = RunConfig(
-        dataset=args.dataset,
-        space=args.space,
-        engine=args.engine,
-        tuner=args.tuner,
-        sampler=args.sampler,
-        pruner=args.pruner,
-        trials=args.trials,
-        max_epochs=args.max_epochs,
-        time_budget=args.time_budget,
-        seed=args.seed,
-        finalists=args.finalists,
-        repeats=args.repeats,
-        out=args.out,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        storage=args.storage,
-        study=args.study,
-        limit=args.limit,
-        image_size=args.image_size,
-        skip_corrupt=args.skip_corrupt,
-        memory_budget_mb=args.memory_budget_mb,
-        max_consecutive_failures=args.max_consecutive_failures,
-        verbose=min(args.verbose, 2),
-        quiet=args.quiet,
-    )
-    config.validate()
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(RunConfig)}
+    for field in dataclasses.fields(RunConfig):
+        if field.metadata["kind"] == "count":  # -vvv: Keras' verbose levels stop at 2
+            values[field.name] = min(values[field.name], 2)
+    config = RunConfig(**values)
+    config.check()
     return config
-
-
-def _check_names(args: argparse.Namespace) -> None:
-    """Rejects unknown dataset and space names (and missing paths) before TensorFlow starts."""
-    from attn_search.datasets import check_spec
-    from attn_search.spaces import load_space
-
-    load_space(args.space)  # plain YAML and Python: validates the whole space, no TensorFlow
-    check_spec(args.dataset)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(args)
-    _check_names(args)
     _quiet_tensorflow(args)
     import attn_search.layers  # noqa: F401 - registers the layer before any model is loaded
     from attn_search.runner import run_search
 
+    # A run either returns ("complete" or "stopped": both succeeded) or raises: every trial
+    # failing (exit 1) and Ctrl-C (exit 130) reach `main` as exceptions.
     result = run_search(config)
-    status = str(getattr(result, "status", "complete"))
     if args.quiet:
         print(result.run_dir)
     else:
         _print_run_summary(result)
-    if status in ("interrupted",):
-        return EXIT_INTERRUPTED
-    if status in ("failed", "error"):
-        return EXIT_FAILURE
     return EXIT_OK
 
 
 def _print_run_summary(result: Any) -> None:
     from attn_search.leaderboard import format_table
+    from attn_search.runfolder import RunFolder
 
     print()
     print(f"Run folder: {result.run_dir} (status: {result.status})")
@@ -542,7 +431,7 @@ def _print_run_summary(result: Any) -> None:
         print()
         print("Comparison (comparison.csv):")
         print(format_table(comparison))
-    report = pathlib.Path(result.run_dir) / "report.md"
+    report = RunFolder(result.run_dir).report_path("report.md")
     if report.is_file():
         print()
         print(f"Report: {report}")
@@ -556,12 +445,11 @@ def _print_run_summary(result: Any) -> None:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from attn_search import leaderboard as lb
+    from attn_search.leaderboard import format_table
+    from attn_search.runfolder import RunFolder
 
-    if args.comparison:
-        table = lb.read_comparison(args.run_dir)
-    else:
-        table = lb.read_leaderboard(args.run_dir)
+    folder = RunFolder(args.run_dir)
+    table = folder.read_comparison() if args.comparison else folder.read_leaderboard()
     if args.family is not None:
         if "family" not in table.columns:
             raise RunDirError(
@@ -575,7 +463,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.comparison and not args.wide:
         table = _narrow(table)
-    print(lb.format_table(table, top=args.top))
+    print(format_table(table, top=args.top))
     return EXIT_OK
 
 
@@ -610,40 +498,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from attn_search.datasets import available
+    from attn_search.formatting import records_table
 
-    rows = available()
-    print(_format_rows(rows, ["name", "shape", "classes", "size", "download", "description"]))
+    columns = ["name", "shape", "classes", "size", "download", "description"]
+    print(records_table(available(), columns))
     return EXIT_OK
 
 
 def _cmd_spaces(args: argparse.Namespace) -> int:
+    from attn_search.formatting import records_table
     from attn_search.spaces import list_spaces
 
-    rows = list_spaces()
-    print(_format_rows(rows, ["name", "description", "path"]))
+    print(records_table(list_spaces(), ["name", "description", "path"]))
     return EXIT_OK
-
-
-def _format_rows(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    """A plain aligned text table of ``rows`` (list of dicts), without pandas."""
-    if not rows:
-        return "(none)"
-    columns = [c for c in columns if any(c in r for r in rows)] or list(rows[0])
-
-    def cell(value: Any) -> str:
-        if isinstance(value, bool):
-            return "yes" if value else "no"
-        if isinstance(value, (tuple, list)):
-            return "x".join(str(v) for v in value)
-        return "" if value is None else str(value)
-
-    table = [[c for c in columns]] + [[cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
-    lines = []
-    for row in table:
-        line = "  ".join(text.ljust(width) for text, width in zip(row, widths))
-        lines.append(line.rstrip())
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -675,8 +542,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", debug))
     handler = getattr(args, "handler", None)
     if handler is None:
-        _error("a command is required: run, leaderboard, export, report, datasets or spaces. "
-               "See 'attn-search --help'.")
+        _error(
+            "a command is required: run, leaderboard, export, report, datasets or spaces. "
+            "See 'attn-search --help'."
+        )
         return EXIT_USAGE
     try:
         return int(handler(args) or 0)
