@@ -25,14 +25,19 @@ import uuid
 from typing import Any
 
 from attn_search.errors import ConfigError, RunDirError
+from attn_search.runfolder import RunFolder
 
 __all__ = ["export_model", "load_best_model", "find_best_model", "FORMATS"]
 
 FORMATS = ("keras", "savedmodel", "tflite")
 
-# Files whose presence marks a folder as an attn-search run folder.
-_RUN_MARKERS = ("run.json", "config.yaml", "leaderboard.csv", "best_model.keras")
-_BEST_MODEL = "best_model.keras"
+#: Where an export goes without `to`: a folder of the run folder, and a name per format.
+_EXPORT_DIR = "export"
+_EXPORT_NAMES = {
+    "keras": "best_model.keras",
+    "savedmodel": "best_savedmodel",
+    "tflite": "best_model.tflite",
+}
 
 
 def find_best_model(run_dir: str | os.PathLike | Any) -> pathlib.Path:
@@ -47,23 +52,13 @@ def find_best_model(run_dir: str | os.PathLike | Any) -> pathlib.Path:
     Raises:
         RunDirError: the folder does not exist, is not a run folder, or holds no best model.
     """
-    run_dir = _as_run_dir(run_dir)
-    if not run_dir.exists():
-        raise RunDirError(f"`run_dir` does not exist. Received: run_dir='{run_dir}'")
-    if not run_dir.is_dir():
-        raise RunDirError(f"`run_dir` must be a run folder, not a file. Received: run_dir='{run_dir}'")
-    path = run_dir / _BEST_MODEL
-    if path.is_file():
-        return path
-    if not any((run_dir / marker).exists() for marker in _RUN_MARKERS):
+    folder = RunFolder.existing(run_dir)
+    if not folder.best_model_path.is_file():
         raise RunDirError(
-            "`run_dir` is not an attn-search run folder (it has no run.json, config.yaml, "
-            f"leaderboard.csv or best_model.keras). Received: run_dir='{run_dir}'"
+            "`run_dir` holds no best model yet (best_model.keras is missing: no trial has "
+            f"completed). Received: run_dir='{folder.path}'"
         )
-    raise RunDirError(
-        "`run_dir` holds no best model yet (best_model.keras is missing: no trial has "
-        f"completed). Received: run_dir='{run_dir}'"
-    )
+    return folder.best_model_path
 
 
 def load_best_model(run_dir: str | os.PathLike | Any) -> Any:
@@ -117,16 +112,12 @@ def export_model(
     fmt = str(format).strip().lower()
     if fmt not in FORMATS:
         raise ConfigError(
-            f"`format` must be one of 'keras', 'savedmodel' or 'tflite'. Received: format={format!r}"
+            "`format` must be one of 'keras', 'savedmodel' or 'tflite'. "
+            f"Received: format={format!r}"
         )
     source = find_best_model(run_dir)
     if to is None:
-        default_names = {
-            "keras": "best_model.keras",
-            "savedmodel": "best_savedmodel",
-            "tflite": "best_model.tflite",
-        }
-        to = source.parent / "export" / default_names[fmt]
+        to = source.parent / _EXPORT_DIR / _EXPORT_NAMES[fmt]
     target = pathlib.Path(to).expanduser()
     if fmt == "keras" and target.suffix != ".keras":
         raise ConfigError(
@@ -161,17 +152,6 @@ def export_model(
 
 
 # --------------------------------------------------------------------------- helpers
-def _as_run_dir(run_dir: Any) -> pathlib.Path:
-    # Accept a RunResult as well as a path: normalize once, at the boundary.
-    run_dir = getattr(run_dir, "run_dir", run_dir)
-    if not isinstance(run_dir, (str, os.PathLike)):
-        raise RunDirError(
-            "`run_dir` must be a path to a run folder or a RunResult. "
-            f"Received: run_dir={run_dir!r}"
-        )
-    return pathlib.Path(run_dir).expanduser()
-
-
 def _load_keras(path: pathlib.Path) -> Any:
     import keras
 
