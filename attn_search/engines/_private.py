@@ -1,8 +1,9 @@
-"""Every use of a dependency's private API or file format, one small function each.
+"""Every use of a dependency's private API or file format, one small function or constant each.
 
-Each was checked against the version its comment names (keras-tuner 1.4.8, optuna 5.0.0);
-`tests/test_engine_resume.py` exercises each one, so a release that moves them fails loudly
-there instead of corrupting a resume.
+The engines use only public APIs of Optuna and KerasTuner, except what recovering a KerasTuner
+project after a kill needs: the layout of the state KerasTuner saves. Each item names the
+version it was checked against (keras-tuner 1.4.8); `tests/test_engine_resume.py` pins each
+one, so a release that moves them fails loudly there instead of corrupting a resume.
 """
 
 from __future__ import annotations
@@ -52,13 +53,3 @@ def reconcile_oracle_state(
         if status != "RUNNING" and trial_id not in state["end_order"]:
             state["end_order"].append(trial_id)
     return json.dumps(state, sort_keys=True) != before
-
-
-def set_trial_user_attr(study: Any, frozen: Any, key: str, value: Any) -> None:
-    """Sets a user attribute of a trial known only as a `FrozenTrial`, finished or not.
-
-    Checked against optuna 5.0.0: Optuna's public `Trial.set_user_attr` needs the live trial
-    and refuses finished ones; the interrupted-trial record must be set on a trial another
-    process started, or one a heartbeat already failed.
-    """
-    study._storage.set_trial_user_attr(frozen._trial_id, key, value)

@@ -15,7 +15,6 @@ import math
 import pathlib
 from typing import Any
 
-from attn_search.engines import _private
 from attn_search.engines._optuna_hp import OptunaHyperParameters
 from attn_search.engines.base import (
     Engine,
@@ -36,6 +35,8 @@ _STUDY_DEFAULT = "attn-search"
 _RECORD = "record"
 _PLAN = "plan"
 _WORKER = "worker"
+_RERUN_OF = "rerun_of"
+_INTERRUPTED = "interrupted"
 
 
 def _is_url(value: Any) -> bool:
@@ -236,45 +237,42 @@ class OptunaEngine(Engine):
         self._recover()
 
     def _recover(self) -> None:
-        """Turns trials whose process died into failed records, and queues their re-runs."""
+        """Fails the trials whose process died, and queues their re-runs."""
         import optuna
         from optuna.trial import TrialState
 
         if self.storage_url and not self.storage_url.startswith("sqlite"):
             optuna.storages.fail_stale_trials(self.study)
-        for t in self.study.get_trials(deepcopy=False):
+        trials = self.study.get_trials(deepcopy=False)
+        requeued = self._reruns(trials)
+        for t in trials:
             stale = t.state == TrialState.RUNNING and worker_is_dead(t.user_attrs.get(_WORKER))
-            orphan = t.state == TrialState.FAIL and _RECORD not in t.user_attrs
+            orphan = (
+                t.state == TrialState.FAIL
+                and _RECORD not in t.user_attrs
+                and t.number not in requeued
+            )
             if stale or orphan:
-                self._fail_and_requeue(
-                    t,
-                    "interrupted: the process running this trial stopped "
-                    f"({t.user_attrs.get(_WORKER, 'unknown worker')})",
-                    tell=stale,
-                )
+                worker = t.user_attrs.get(_WORKER, "unknown worker")
+                error = f"interrupted: the process running this trial stopped ({worker})"
+                self._fail_and_requeue(t, error)
 
-    def _fail_and_requeue(self, frozen, error: str, *, tell: bool) -> None:
+    def _fail_and_requeue(self, frozen: Any, error: str) -> None:
+        # Optuna refuses to change a finished trial, and offers no public way to set an
+        # attribute of a trial this process did not start: the interrupted trial's story is
+        # kept on its re-run instead, and `records` tells it.
         from optuna.trial import TrialState
 
-        rerun = len(self.study.get_trials(deepcopy=False))  # the number the re-run will get
-        plan = frozen.user_attrs.get(_PLAN)
-        record = dict(frozen.user_attrs.get(_RECORD) or {})
-        record.setdefault("hp", dict(frozen.params))
-        record.update(
-            trial_id=frozen.number,
-            engine=self.name,
-            status="failed",
-            family=record.get("family") or (plan or {}).get("family"),
-            error=f"{error}; re-run as trial {rerun}",
-            interrupted=True,
-        )
-        _private.set_trial_user_attr(self.study, frozen, _RECORD, clean_record(record))
-        if tell:
-            self.study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
-        user_attrs = {"rerun_of": frozen.number}
-        if plan is not None:
-            user_attrs[_PLAN] = plan
+        self.study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
+        user_attrs = {_RERUN_OF: frozen.number, _INTERRUPTED: error}
+        if _PLAN in frozen.user_attrs:
+            user_attrs[_PLAN] = frozen.user_attrs[_PLAN]
         self.study.enqueue_trial(dict(frozen.params), user_attrs=user_attrs)
+
+    @staticmethod
+    def _reruns(trials: list[Any]) -> dict[int, Any]:
+        """Each interrupted trial's number -> the trial queued to re-run it."""
+        return {t.user_attrs[_RERUN_OF]: t for t in trials if _RERUN_OF in t.user_attrs}
 
     def ask(self) -> EngineTrial | None:
         trial = self.study.ask()
@@ -304,39 +302,45 @@ class OptunaEngine(Engine):
         frozen = next((t for t in running if t.number == trial.number), None)
         if frozen is None:
             return  # it was told already: its record stands
-        self._fail_and_requeue(frozen, error, tell=True)
+        self._fail_and_requeue(frozen, error)
 
     def records(self) -> list[dict[str, Any]]:
         from optuna.trial import TrialState
 
+        trials = self.study.get_trials(deepcopy=False)
+        reruns = self._reruns(trials)
         out = []
-        for t in self.study.get_trials(deepcopy=False):
+        for t in trials:
             if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
                 continue
             record = dict(t.user_attrs.get(_RECORD) or {})
             if not record:
-                plan = t.user_attrs.get(_PLAN) or {}
+                rerun = reruns.get(t.number)
                 record = {
                     "status": "failed",
-                    "family": plan.get("family"),
+                    "family": (t.user_attrs.get(_PLAN) or {}).get("family"),
                     "hp": dict(t.params),
                     "error": "no record: the trial ended outside attn-search",
                 }
+                if rerun is not None:
+                    error = f"{rerun.user_attrs[_INTERRUPTED]}; re-run as trial {rerun.number}"
+                    record.update(error=error, interrupted=True)
             record.update(trial_id=t.number, engine=self.name)
             out.append(record)
         return out
 
     def n_counted(self) -> int:
+        # A queued re-run replaces an interrupted trial: neither counts until it runs.
         from optuna.trial import TrialState
 
-        n = 0
-        for t in self.study.get_trials(deepcopy=False):
-            if t.state == TrialState.WAITING:
-                continue  # a queued re-run replaces an interrupted trial
-            if t.state == TrialState.FAIL and (t.user_attrs.get(_RECORD) or {}).get("interrupted"):
-                continue
-            n += 1
-        return n
+        trials = self.study.get_trials(deepcopy=False)
+        reruns = self._reruns(trials)
+        return sum(
+            1
+            for t in trials
+            if t.state != TrialState.WAITING
+            and not (t.state == TrialState.FAIL and t.number in reruns)
+        )
 
     def close(self) -> None:
         self.study = None
