@@ -262,56 +262,109 @@ def test_ctrl_c_writes_tables_then_resume_reruns_the_trial(tmp_path, patched_bui
 
 _WORKER = textwrap.dedent(
     """
-    import sys
+    import os, signal, sys
+    out, engine, when = sys.argv[1:4]
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if when.startswith("writing_"):
+        # Kill in the middle of KerasTuner writing its 2nd oracle.json / trial.json in place:
+        # half the text is on disk, as after a SIGKILL during the write.
+        from keras_tuner.src import utils  # checked against keras-tuner 1.4.7
+        name, calls, original = when[len("writing_"):] + ".json", [], utils.save_json
+
+        def save_json(path, obj):
+            if str(path).endswith(name):
+                calls.append(path)
+                if len(calls) == 2:
+                    import json
+                    text = json.dumps(obj)
+                    with open(path, "w") as f:
+                        f.write(text[: len(text) // 2])
+                    die()
+            return original(path, obj)
+
+        utils.save_json = save_json
+    if when == "in_second_trial":
+        from attn_search.runner import training
+        begin = training.EpochCallback.on_epoch_begin
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.trial is not None and self.trial.number >= 1:
+                die()
+            return begin(self, epoch, logs)
+
+        training.EpochCallback.on_epoch_begin = on_epoch_begin
     from attn_search.runner import run_search
     run_search(dict(dataset="digits", limit=200, trials=2, max_epochs=2, finalists=0,
-                    quiet=True, engine=sys.argv[2], out=sys.argv[1]))
+                    quiet=True, engine=engine, out=out))
     """
 )
 
 
-@pytest.mark.parametrize("engine", ["keras-tuner", "optuna"])
-def test_kill_9_after_first_trial_then_resume_to_full_count(engine, tmp_path):
+def _complete_rows(out):
+    try:
+        with open(out / "leaderboard.csv") as f:
+            return [r for r in csv.DictReader(f) if r["status"] == "complete"]
+    except (OSError, csv.Error):
+        return []
+
+
+@pytest.mark.parametrize(
+    "engine, when",
+    [
+        ("keras-tuner", "after_first_trial"),
+        ("optuna", "after_first_trial"),
+        ("keras-tuner", "in_second_trial"),
+        ("optuna", "in_second_trial"),
+        ("keras-tuner", "writing_oracle"),
+        ("keras-tuner", "writing_trial"),
+    ],
+)
+def test_kill_9_then_resume_to_full_count(engine, when, tmp_path):
+    """A SIGKILL at several points of a trial (during a file write included), then resume."""
     out = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", _WORKER, str(out), engine],
+        [sys.executable, "-c", _WORKER, str(out), engine, when],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    first = None
     deadline = time.monotonic() + 180
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with open(out / "leaderboard.csv") as f:
-                    rows = [r for r in csv.DictReader(f) if r["status"] == "complete"]
-            except (OSError, csv.Error):
-                rows = []
-            if rows:
-                first = rows[0]
+        while when == "after_first_trial" and time.monotonic() < deadline and proc.poll() is None:
+            if _complete_rows(out):
                 break
             time.sleep(0.1)
+        if when != "after_first_trial":
+            proc.wait(timeout=180)  # the worker kills itself at the chosen point
     finally:
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate(timeout=30)
-    assert first is not None, err.decode()[-2000:]
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    before = _complete_rows(out)
+    if when in ("after_first_trial", "in_second_trial"):
+        assert len(before) == 1, err.decode()[-2000:]
 
     result = run_search(
-        RunConfig(**{**SMALL, "trials": 2, "max_epochs": 2, "finalists": 0, "engine": engine, "out": str(out)})
+        RunConfig(**{**SMALL, "trials": 2, "max_epochs": 2, "finalists": 0, "engine": engine,
+                     "out": str(out)})
     )
     board = result.leaderboard
     counted = board[~board["error"].str.startswith("interrupted")]
     assert len(counted) == 2 and counted["trial_id"].is_unique
     assert (counted["status"] == "complete").all()
-    again = board.set_index("trial_id").loc[int(first["trial_id"])]
-    assert again["train_seconds"] == float(first["train_seconds"])  # the finished trial is kept
-    assert again["best_val_accuracy"] == float(first["best_val_accuracy"])
+    for first in before:  # a trial finished before the kill is kept, not re-run
+        again = board.set_index("trial_id").loc[int(first["trial_id"])]
+        assert again["train_seconds"] == float(first["train_seconds"])
+        assert again["best_val_accuracy"] == float(first["best_val_accuracy"])
     interrupted = board[board["error"].str.startswith("interrupted")]
     if engine == "optuna":  # if the kill hit a running trial, it is recorded and re-run
         assert len(interrupted) <= 1 and len(board) == 2 + len(interrupted)
+        if when == "in_second_trial":
+            assert len(interrupted) == 1
     else:  # KerasTuner retries it under the same id
         assert len(interrupted) == 0 and len(board) == 2
 
