@@ -8,18 +8,19 @@ from attn_search.report import write_report
 path = write_report("results/digits-20260101-120000")   # -> .../report.md
 ```
 
-The report holds: the run's settings and status; attention against its baselines
+The report holds: the run's status, times, trial counts and best trial (run.json) and its
+settings (config.yaml); attention against its baselines
 (``comparison.csv``); validation accuracy by family and placement (table and
 ``report_families.png``); the best trials; the learned gamma of each attention layer of the best
 model; and the best model's attention maps on a few validation images
 (``report_attention.png``). Plots are drawn with Pillow, so nothing beyond the package's own
 dependencies is needed. A part that cannot be made (e.g. no attention layer in the best model)
-is replaced by a line that says why; the rest of the report is still written.
+is replaced by a line that says why; the rest of the report is still written. The run folder
+is read through `attn_search.runfolder.RunFolder` and its documented schema (`RUN_SCHEMA`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
@@ -27,14 +28,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from attn_search._atomic import atomic_path, write_text_atomic
-from attn_search.errors import RunDirError
+from attn_search.formatting import format_cell, frame_cells, markdown_table
+from attn_search.runfolder import RunFolder
 
 __all__ = ["write_report"]
 
-REPORT = "report.md"
-FAMILIES_PNG = "report_families.png"
-ATTENTION_PNG = "report_attention.png"
-_RUN_MARKERS = ("run.json", "config.yaml", "leaderboard.csv", "best_model.keras")
+#: run.json's timings (`RUN_SCHEMA`), in the order the "Run" table shows them.
+_TIMINGS = ("search_seconds", "finalists_seconds", "total_seconds")
+#: The leaderboard columns of the "best trials" table (gamma_* follow).
+_TOP_COLUMNS = (
+    "trial_id",
+    "family",
+    "placement",
+    "status",
+    "best_val_accuracy",
+    "best_val_loss",
+    "params",
+    "epochs",
+    "train_seconds",
+)
 
 
 def write_report(
@@ -60,95 +72,81 @@ def write_report(
     Raises:
         RunDirError: `run_dir` does not exist or is not a run folder.
     """
-    run_dir = pathlib.Path(getattr(run_dir, "run_dir", run_dir)).expanduser()
-    if not run_dir.is_dir():
-        raise RunDirError(f"`run_dir` does not exist. Received: run_dir='{run_dir}'")
-    if not any((run_dir / marker).exists() for marker in _RUN_MARKERS):
-        raise RunDirError(
-            "`run_dir` is not an attn-search run folder (it has no run.json, config.yaml, "
-            f"leaderboard.csv or best_model.keras). Received: run_dir='{run_dir}'"
-        )
+    folder = RunFolder.existing(run_dir)
+    config = folder.read_config() or {}
+    leaderboard = folder.read_table("leaderboard")
 
-    config = _read_yaml(run_dir / "config.yaml")
-    info = _read_json(run_dir / "run.json")
-    leaderboard = _read_csv(run_dir / "leaderboard.csv")
-    comparison = _read_csv(run_dir / "comparison.csv")
-
-    lines = [f"# attn-search report: {run_dir.name}", ""]
-    lines += _settings_section(config, info)
-    lines += _comparison_section(comparison)
-    lines += _families_section(leaderboard, run_dir)
+    lines = [f"# attn-search report: {folder.path.name}", ""]
+    lines += _settings_section(config, folder.read_run_info())
+    lines += _comparison_section(folder.read_table("comparison"))
+    lines += _families_section(leaderboard, folder)
     lines += _top_section(leaderboard, top)
-    lines += _model_sections(run_dir, config, images, num_images)
-    path = run_dir / REPORT
+    lines += _model_sections(folder, config, images, num_images)
+    path = folder.report_path("report.md")
     write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
     return path
 
 
-# --------------------------------------------------------------------------- reading
-def _read_yaml(path: pathlib.Path) -> dict:
-    if not path.is_file():
-        return {}
-    import yaml
-
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
-    return data if isinstance(data, dict) else {}
+# --------------------------------------------------------------------------- tables
+def _markdown(df: Any) -> list[str]:
+    """A DataFrame as a markdown table: floats to 4 significant digits, missing cells empty."""
+    return markdown_table(*frame_cells(df, missing="", significant=4, markdown=True))
 
 
-def _read_json(path: pathlib.Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _read_csv(path: pathlib.Path) -> Any:
-    if not path.is_file():
-        return None
-    import pandas as pd
-
-    try:
-        return pd.read_csv(path)
-    except (ValueError, OSError):  # empty or unreadable: the report says so
-        return None
-
-
-def _accuracy_column(df: Any) -> str | None:
-    for name in ("best_val_accuracy", "val_accuracy", "val_acc", "accuracy"):
-        if name in df.columns:
-            return name
-    return next((c for c in df.columns if "val_acc" in c), None)
-
-
-def _placement_column(df: Any) -> str | None:
-    for name in ("placement", "placements", "attention/placement"):
-        if name in df.columns:
-            return name
-    return None
+def _md(value: Any, missing: str = "") -> str:
+    return format_cell(value, missing=missing, significant=4, markdown=True)
 
 
 # --------------------------------------------------------------------------- sections
 def _settings_section(config: dict, info: dict) -> list[str]:
-    rows = []
-    for key in ("status", "started", "finished", "elapsed_s", "duration_s"):
-        if key in info and not isinstance(info[key], (dict, list)):
-            rows.append((key, info[key]))
+    """The run's state from run.json (`RUN_SCHEMA`), then its settings from config.yaml."""
+    rows = _run_rows(info)
     for key, value in config.items():
         if not isinstance(value, (dict, list)):
-            rows.append((key, value))
+            rows.append((key, _md(value, missing="None")))
         elif key in ("dataset", "space", "engine") and isinstance(value, dict):
             name = value.get("name") or value.get("spec") or value.get("source")
             if name is not None:
-                rows.append((key, name))
+                rows.append((key, _md(name)))
     if not rows:
         return []
-    lines = ["## Run", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows]
-    return lines + [""]
+    return ["## Run", "", *markdown_table(["setting", "value"], rows), ""]
+
+
+def _run_rows(info: dict) -> list[tuple[str, str]]:
+    """run.json's status, times, trial counts and best trial, as (setting, cell) rows."""
+    from attn_search.engines import STATUSES
+    from attn_search.leaderboard import placement_label
+
+    rows = []
+    if info.get("status"):
+        rows.append(("status", _md(info["status"])))
+    sessions = [s for s in info.get("sessions") or [] if isinstance(s, dict)]
+    if sessions and sessions[0].get("started_at"):
+        rows.append(("started_at", _md(sessions[0]["started_at"])))
+    if info.get("updated_at"):
+        rows.append(("updated_at", _md(info["updated_at"])))
+    if len(sessions) > 1:
+        rows.append(("sessions", f"{len(sessions)} (the run was resumed; times: the last)"))
+    timings = info.get("timings") if isinstance(info.get("timings"), dict) else {}
+    for key in _TIMINGS:
+        if isinstance(timings.get(key), (int, float)):
+            rows.append((key, format_cell(float(timings[key]), key)))
+    counts = info.get("trials") if isinstance(info.get("trials"), dict) else {}
+    if counts:
+        order = sorted(counts, key=lambda k: (STATUSES.index(k) if k in STATUSES else 99, k))
+        rows.append(("trials", _md(", ".join(f"{counts[k]} {k}" for k in order))))
+    if info.get("stopped_by"):
+        rows.append(("stopped_by", _md(info["stopped_by"])))
+    best = info.get("best_trial")
+    if isinstance(best, dict) and best.get("trial_id") is not None:
+        text = (
+            f"#{best['trial_id']} {best.get('family')}, placement "
+            f"{placement_label(best.get('placements'))}, best_val_accuracy "
+            f"{format_cell(best.get('best_val_accuracy'), 'best_val_accuracy')}"
+        )
+        rows.append(("best_trial", _md(text)))
+    return rows
 
 
 def _comparison_section(comparison: Any) -> list[str]:
@@ -173,34 +171,29 @@ def _comparison_section(comparison: Any) -> list[str]:
     return lines
 
 
-def _families_section(leaderboard: Any, run_dir: pathlib.Path) -> list[str]:
+def _families_section(leaderboard: Any, folder: RunFolder) -> list[str]:
     lines = ["## Validation accuracy by family and placement", ""]
     if leaderboard is None or not len(leaderboard):
         return lines + ["No trials in leaderboard.csv yet.", ""]
-    acc = _accuracy_column(leaderboard)
-    if acc is None or "family" not in leaderboard.columns:
-        return lines + ["leaderboard.csv has no family or validation accuracy column.", ""]
-    df = leaderboard
-    if "status" in df.columns:
-        df = df[df["status"] == "complete"]
+    df = leaderboard[leaderboard["status"] == "complete"]
     if not len(df):
         return lines + ["No complete trial yet.", ""]
-    placement = _placement_column(df)
-    keys = ["family"] + ([placement] if placement else [])
-    df = df.assign(**{k: df[k].map(lambda v: _cell(v) or "-") for k in keys})
-    label = acc.removeprefix("best_").replace("_", " ")  # "val accuracy"
+    keys = ["family", "placement"]
+    df = df.assign(**{k: df[k].map(lambda v: format_cell(v)) for k in keys})
+    label = "val accuracy"
     best, mean = f"best {label}", f"mean {label}"
-    grouped = df.groupby(keys, sort=True)[acc].agg(["count", "max", "mean"]).reset_index()
-    grouped = grouped.rename(columns={"count": "trials", "max": best, "mean": mean})
+    grouped = df.groupby(keys, sort=True)["best_val_accuracy"].agg(["count", "max", "mean"])
+    grouped = grouped.reset_index().rename(columns={"count": "trials", "max": best, "mean": mean})
     grouped = grouped.sort_values(best, ascending=False, kind="stable")
     lines += _markdown(grouped) + [""]
     bars = [
         (" / ".join(str(row[k]) for k in keys), float(row[best]), float(row[mean]))
         for _, row in grouped.iterrows()
     ]
+    path = folder.report_path("report_families.png")
     try:
-        _bar_chart(bars, run_dir / FAMILIES_PNG, title=f"{label}: best (bar) and mean (line)")
-        lines += [f"![{label} by family and placement]({FAMILIES_PNG})", ""]
+        _bar_chart(bars, path, title=f"{label}: best (bar) and mean (line)")
+        lines += [f"![{label} by family and placement]({path.name})", ""]
     except Exception as exc:  # noqa: BLE001 - a plot must not cost the report
         lines += [f"(plot skipped: {type(exc).__name__}: {exc})", ""]
     return lines
@@ -210,32 +203,25 @@ def _top_section(leaderboard: Any, top: int) -> list[str]:
     lines = [f"## Best {top} trials", ""]
     if leaderboard is None or not len(leaderboard):
         return lines + ["No trials yet.", ""]
-    wanted = [
-        "trial_id", "trial", "family", _placement_column(leaderboard) or "", "status",
-        _accuracy_column(leaderboard) or "", "val_loss", "params", "epochs", "train_seconds",
-    ]
-    gammas = [c for c in leaderboard.columns if c.startswith("gamma")]
-    columns = [c for c in dict.fromkeys(wanted + gammas) if c and c in leaderboard.columns]
-    table = leaderboard[columns or list(leaderboard.columns)].head(top)
+    gammas = [c for c in leaderboard.columns if str(c).startswith("gamma_")]
+    columns = [c for c in (*_TOP_COLUMNS, *gammas) if c in leaderboard.columns]
+    table = leaderboard[columns].head(top)
     lines += ["All trials, every status, are in `leaderboard.csv`.", ""]
     return lines + _markdown(table) + [""]
 
 
-def _model_sections(
-    run_dir: pathlib.Path, config: dict, images: Any, num_images: int
-) -> list[str]:
+def _model_sections(folder: RunFolder, config: dict, images: Any, num_images: int) -> list[str]:
     gamma_lines = ["## Learned gamma (best model)", ""]
     map_lines = ["## Attention maps (best model)", ""]
-    model_path = run_dir / "best_model.keras"
-    if not model_path.is_file():
-        note = ["No best_model.keras yet.", ""]
+    if not folder.best_model_path.is_file():
+        note = [f"No {folder.best_model_path.name} yet.", ""]
         return gamma_lines + note + map_lines + note
     try:
         from attn_search.export import load_best_model
         from attn_search.layers import SelfAttentionConv2D
 
-        model = load_best_model(run_dir)
-        layers = [l for l in _all_layers(model) if isinstance(l, SelfAttentionConv2D)]
+        model = load_best_model(folder.path)
+        layers = [x for x in _all_layers(model) if isinstance(x, SelfAttentionConv2D)]
     except Exception as exc:  # noqa: BLE001
         note = [f"(best model could not be loaded: {type(exc).__name__}: {exc})", ""]
         return gamma_lines + note + map_lines + note
@@ -243,34 +229,37 @@ def _model_sections(
         note = ["The best model has no attention layer (a baseline won).", ""]
         return gamma_lines + note + map_lines + note
 
+    rows = [
+        [
+            _md(layer.name),
+            _md(layer.num_heads),
+            _md(getattr(layer, "kv_pool", 1)),
+            _md(tuple(layer.input.shape)[1:]),
+            _md(float(_to_numpy(layer.gamma))),
+        ]
+        for layer in layers
+    ]
     gamma_lines += [
         "gamma scales each attention branch (`y = shortcut(x) + gamma * attention`); it is "
         "learned, so its size after training shows how much the model chose to use attention.",
         "",
-        "| layer | heads | kv_pool | input | learned gamma |",
-        "|---|---|---|---|---|",
+        *markdown_table(["layer", "heads", "kv_pool", "input", "learned gamma"], rows),
+        "",
     ]
-    for layer in layers:
-        shape = "x".join(str(d) for d in tuple(layer.input.shape)[1:])
-        gamma = float(_to_numpy(layer.gamma))
-        gamma_lines.append(
-            f"| {layer.name} | {layer.num_heads} | {getattr(layer, 'kv_pool', 1)} | {shape} "
-            f"| {gamma:.4g} |"
-        )
-    gamma_lines.append("")
 
     try:
         if images is None:
             images = _validation_images(config, num_images)
         images = _to_numpy(images)[:num_images].astype("float32")
         maps = [_attention_map(model, layer, images) for layer in layers]
-        _attention_figure(images, maps, [l.name for l in layers], run_dir / ATTENTION_PNG)
+        path = folder.report_path("report_attention.png")
+        _attention_figure(images, maps, [x.name for x in layers], path)
         map_lines += [
             "Each row is a validation image; each further column, one attention layer: where "
             "its queries look on average (mean over heads and query positions), brighter is "
             "more attention.",
             "",
-            f"![attention maps]({ATTENTION_PNG})",
+            f"![attention maps]({path.name})",
             "",
         ]
     except Exception as exc:  # noqa: BLE001 - maps are a bonus; say why they are missing
@@ -368,16 +357,22 @@ def _image_rgb(image: Any) -> Any:
     return (image * 255).astype("uint8")
 
 
-def _attention_figure(images: Any, maps: Sequence[Any], names: Sequence[str], path: pathlib.Path) -> None:
+def _attention_figure(
+    images: Any, maps: Sequence[Any], names: Sequence[str], path: pathlib.Path
+) -> None:
     import numpy as np
     from PIL import Image, ImageDraw
 
     header = 16
     cols = 1 + len(maps)
-    canvas = Image.new("RGB", (cols * (_CELL + 4) + 4, header + len(images) * (_CELL + 4) + 4), "white")
+    canvas = Image.new(
+        "RGB", (cols * (_CELL + 4) + 4, header + len(images) * (_CELL + 4) + 4), "white"
+    )
     draw = ImageDraw.Draw(canvas)
     for c, title in enumerate(["image", *names]):
-        draw.text((4 + c * (_CELL + 4), 2), title if len(title) <= 16 else title[:15] + "~", fill="black")
+        draw.text(
+            (4 + c * (_CELL + 4), 2), title if len(title) <= 16 else title[:15] + "~", fill="black"
+        )
     for r, image in enumerate(images):
         top = header + 4 + r * (_CELL + 4)
         base = Image.fromarray(_image_rgb(image)).resize((_CELL, _CELL), Image.NEAREST)
@@ -414,22 +409,6 @@ def _bar_chart(bars: Sequence[tuple[str, float, float]], path: pathlib.Path, *, 
 
 
 # --------------------------------------------------------------------------- writing
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""
-        return f"{value:.4g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _markdown(df: Any) -> list[str]:
-    columns = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return lines
-
-
 def _save_png_atomic(image: Any, path: pathlib.Path) -> None:
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
