@@ -47,6 +47,39 @@ def _distributed_role() -> str | None:
     return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
 
 
+_OPTIONS = (
+    EngineOption(
+        "tuner",
+        TUNERS,
+        "random",
+        help="keras-tuner only: random, bayesian, hyperband or grid.",
+        aliases={
+            "randomsearch": "random",
+            "bayesianoptimization": "bayesian",
+            "gridsearch": "grid",
+        },
+    ),
+)
+
+
+def _make_oracle(tuner: str, trials: int, seed: int, max_epochs: int | None) -> Any:
+    import keras_tuner
+
+    objective = keras_tuner.Objective(_OBJECTIVE, direction="max")
+    common = dict(objective=objective, seed=seed, max_consecutive_failed_trials=10**9)
+    if tuner == "random":
+        return keras_tuner.oracles.RandomSearchOracle(max_trials=trials, **common)
+    if tuner == "bayesian":
+        return keras_tuner.oracles.BayesianOptimizationOracle(
+            max_trials=trials, num_initial_points=max(2, min(5, trials // 3)), **common
+        )
+    if tuner == "grid":
+        return keras_tuner.oracles.GridSearchOracle(max_trials=trials, **common)
+    return keras_tuner.oracles.HyperbandOracle(
+        max_epochs=max(2, max_epochs or 10), factor=3, hyperband_iterations=1, **common
+    )
+
+
 class _KerasTunerTrial(EngineTrial):
     def __init__(self, engine: KerasTunerEngine, trial: Any):
         self._engine = engine
@@ -100,19 +133,7 @@ class KerasTunerEngine(Engine):
     """
 
     name = "keras-tuner"
-    options = (
-        EngineOption(
-            "tuner",
-            TUNERS,
-            "random",
-            help="keras-tuner only: random, bayesian, hyperband or grid.",
-            aliases={
-                "randomsearch": "random",
-                "bayesianoptimization": "bayesian",
-                "gridsearch": "grid",
-            },
-        ),
-    )
+    options = _OPTIONS
 
     def __init__(self, tuner: str = "random"):
         self.tuner_name = self.check_options({"tuner": tuner})["tuner"]
@@ -121,23 +142,6 @@ class KerasTunerEngine(Engine):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "tuner": self.tuner_name, "project": PROJECT}
-
-    def _make_oracle(self, trials: int, seed: int, max_epochs: int | None):
-        import keras_tuner
-
-        objective = keras_tuner.Objective(_OBJECTIVE, direction="max")
-        common = dict(objective=objective, seed=seed, max_consecutive_failed_trials=10**9)
-        if self.tuner_name == "random":
-            return keras_tuner.oracles.RandomSearchOracle(max_trials=trials, **common)
-        if self.tuner_name == "bayesian":
-            return keras_tuner.oracles.BayesianOptimizationOracle(
-                max_trials=trials, num_initial_points=max(2, min(5, trials // 3)), **common
-            )
-        if self.tuner_name == "grid":
-            return keras_tuner.oracles.GridSearchOracle(max_trials=trials, **common)
-        return keras_tuner.oracles.HyperbandOracle(
-            max_epochs=max(2, max_epochs or 10), factor=3, hyperband_iterations=1, **common
-        )
 
     def open(self, run_dir, *, hypermodel, trials, seed, max_epochs, overwrite=False):
         import keras_tuner
@@ -149,7 +153,7 @@ class KerasTunerEngine(Engine):
             tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
             for note in files.repair(self.run_dir / PROJECT, f"{tuner_id}.json"):
                 warnings.warn(note, RuntimeWarning, stacklevel=2)
-        oracle = self._make_oracle(trials, seed, max_epochs)
+        oracle = _make_oracle(self.tuner_name, trials, seed, max_epochs)
         with _quiet():
             self.tuner = keras_tuner.Tuner(
                 oracle=oracle,

@@ -51,6 +51,99 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
+_OPTIONS = (
+    EngineOption(
+        "sampler",
+        SAMPLERS,
+        "tpe",
+        help="optuna only: the sampler that proposes trials: tpe, random, cmaes, qmc or gp.",
+        allow_objects=True,
+    ),
+    EngineOption(
+        "pruner",
+        PRUNERS,
+        "median",
+        help="optuna only: the pruner that stops weak trials: median, hyperband, "
+        "successive-halving (sha) or none.",
+        aliases={"successivehalving": "successive-halving", "sha": "successive-halving"},
+        allow_objects=True,
+    ),
+    EngineOption(
+        "storage",
+        help="optuna only: a storage URL (e.g. postgresql://...) shared by several workers. "
+        "Defaults to study.db in the run folder.",
+        rule="an Optuna storage URL such as 'sqlite:///study.db' or "
+        "'postgresql://user:pass@host/db'",
+        validate=_is_url,
+    ),
+    EngineOption(
+        "study",
+        help=f"optuna only: the study's name in the storage. Defaults to {_STUDY_DEFAULT}.",
+        rule="a non-empty string",
+        validate=_is_name,
+    ),
+)
+
+
+def _make_sampler(sampler: Any, seed: int, trials: int) -> Any:
+    if not isinstance(sampler, str):
+        return sampler
+    import warnings
+
+    import optuna
+
+    startup = min(10, max(3, trials // 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # QMC and GP are marked experimental
+        if sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+        if sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if sampler == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
+        if sampler == "qmc":
+            return optuna.samplers.QMCSampler(seed=seed)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+
+
+def _make_pruner(pruner: Any, trials: int, max_epochs: int | None) -> Any:
+    if not isinstance(pruner, str):
+        return pruner
+    import optuna
+
+    if pruner == "median":
+        # Few trials per run here: start pruning after a handful of finished trials (and,
+        # as Optuna's default, from the first epoch on).
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=min(5, max(2, trials // 4)), n_warmup_steps=0
+        )
+    if pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=max_epochs or "auto", reduction_factor=3
+        )
+    if pruner == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def _make_storage(url: str | None, run_dir: pathlib.Path) -> Any:
+    import optuna
+
+    url = url or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    kwargs: dict[str, Any] = {}
+    if not url.startswith("sqlite"):
+        # A server database may be shared by workers on several machines: a heartbeat
+        # lets any of them tell a crashed worker's trial from a running one.
+        kwargs.update(heartbeat_interval=60, grace_period=180)
+    try:
+        return optuna.storages.RDBStorage(url, **kwargs)
+    except Exception as error:  # bad URL, driver missing, server down
+        raise ConfigError(
+            f"`storage` cannot be opened ({type(error).__name__}: {error}). "
+            f"Received: storage={url!r}"
+        ) from None
+
+
 class _OptunaTrial(EngineTrial):
     def __init__(self, engine: OptunaEngine, trial: Any, plan: TrialPlan | None):
         self._engine = engine
@@ -96,38 +189,7 @@ class OptunaEngine(Engine):
     """
 
     name = "optuna"
-    options = (
-        EngineOption(
-            "sampler",
-            SAMPLERS,
-            "tpe",
-            help="optuna only: the sampler that proposes trials: tpe, random, cmaes, qmc or gp.",
-            allow_objects=True,
-        ),
-        EngineOption(
-            "pruner",
-            PRUNERS,
-            "median",
-            help="optuna only: the pruner that stops weak trials: median, hyperband, "
-            "successive-halving (sha) or none.",
-            aliases={"successivehalving": "successive-halving", "sha": "successive-halving"},
-            allow_objects=True,
-        ),
-        EngineOption(
-            "storage",
-            help="optuna only: a storage URL (e.g. postgresql://...) shared by several workers. "
-            "Defaults to study.db in the run folder.",
-            rule="an Optuna storage URL such as 'sqlite:///study.db' or "
-            "'postgresql://user:pass@host/db'",
-            validate=_is_url,
-        ),
-        EngineOption(
-            "study",
-            help=f"optuna only: the study's name in the storage. Defaults to {_STUDY_DEFAULT}.",
-            rule="a non-empty string",
-            validate=_is_name,
-        ),
-    )
+    options = _OPTIONS
 
     def __init__(
         self,
@@ -154,83 +216,21 @@ class OptunaEngine(Engine):
             "study": self.study_name,
         }
 
-    # --- building blocks ---------------------------------------------------------------------
-    def _make_sampler(self, seed: int, trials: int):
-        name = self.sampler_name
-        if not isinstance(name, str):
-            return name
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # QMC and GP are marked experimental
-            return self._sampler_by_name(name, seed, trials)
-
-    def _sampler_by_name(self, name: str, seed: int, trials: int):
-        import optuna
-
-        startup = min(10, max(3, trials // 3))
-        if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
-        if name == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if name == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
-        if name == "qmc":
-            return optuna.samplers.QMCSampler(seed=seed)
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
-
-    def _make_pruner(self, trials: int, max_epochs: int | None):
-        import optuna
-
-        name = self.pruner_name
-        if not isinstance(name, str):
-            return name
-        if name == "median":
-            # Few trials per run here: start pruning after a handful of finished trials (and,
-            # as Optuna's default, from the first epoch on).
-            return optuna.pruners.MedianPruner(
-                n_startup_trials=min(5, max(2, trials // 4)), n_warmup_steps=0
-            )
-        if name == "hyperband":
-            return optuna.pruners.HyperbandPruner(
-                min_resource=1, max_resource=max_epochs or "auto", reduction_factor=3
-            )
-        if name == "successive-halving":
-            return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-        return optuna.pruners.NopPruner()
-
-    def _make_storage(self, run_dir: pathlib.Path):
-        import optuna
-
-        url = self.storage_url or f"sqlite:///{(run_dir / 'study.db').resolve()}"
-        kwargs: dict[str, Any] = {}
-        if not url.startswith("sqlite"):
-            # A server database may be shared by workers on several machines: a heartbeat
-            # lets any of them tell a crashed worker's trial from a running one.
-            kwargs.update(heartbeat_interval=60, grace_period=180)
-        try:
-            return optuna.storages.RDBStorage(url, **kwargs)
-        except Exception as error:  # bad URL, driver missing, server down
-            raise ConfigError(
-                f"`storage` cannot be opened ({type(error).__name__}: {error}). "
-                f"Received: storage={url!r}"
-            ) from None
-
     # --- the Engine interface -----------------------------------------------------------------
     def open(self, run_dir, *, hypermodel=None, trials, seed, max_epochs, overwrite=False):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         run_dir = pathlib.Path(run_dir)
-        storage = self._make_storage(run_dir)
+        storage = _make_storage(self.storage_url, run_dir)
         if overwrite:
             with contextlib.suppress(KeyError):
                 optuna.delete_study(study_name=self.study_name, storage=storage)
         self.study = optuna.create_study(
             storage=storage,
             study_name=self.study_name,
-            sampler=self._make_sampler(seed, trials),
-            pruner=self._make_pruner(trials, max_epochs),
+            sampler=_make_sampler(self.sampler_name, seed, trials),
+            pruner=_make_pruner(self.pruner_name, trials, max_epochs),
             direction="maximize",
             load_if_exists=True,
         )
