@@ -64,7 +64,8 @@ def test_help_version_and_usage_errors_do_not_import_tensorflow():
         from attn_search.cli import main
         codes = []
         for argv in {argvs!r}:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 codes.append(main(argv))
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras",
                        "keras_tuner", "optuna", "jax", "torch"))
@@ -72,7 +73,10 @@ def test_help_version_and_usage_errors_do_not_import_tensorflow():
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=_python_env(),
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=_python_env(),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -92,7 +96,10 @@ def test_console_script_help_imports_no_framework():
         pytest.skip("the attn-search console script is not installed (pip install -e .)")
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", str(script), "run", "--help"],
-        capture_output=True, text=True, env=_python_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        env=_python_env(),
+        timeout=60,
     )
     assert proc.returncode == 0
     assert proc.stdout.startswith("usage: attn-search run")
@@ -123,12 +130,67 @@ def test_run_help_lists_every_run_config_flag(capsys):
     assert main(["run", "--help"]) == 0
     out = capsys.readouterr().out
     flags = [
-        "--dataset", "--space", "--engine", "--tuner", "--sampler", "--pruner", "--trials",
-        "--max-epochs", "--time-budget", "--seed", "--finalists", "--repeats", "--out",
-        "--resume", "--overwrite", "--storage", "--study", "--limit", "--image-size",
-        "--skip-corrupt", "--memory-budget-mb", "--max-consecutive-failures", "--verbose", "--quiet", "--debug",
+        "--dataset",
+        "--space",
+        "--engine",
+        "--tuner",
+        "--sampler",
+        "--pruner",
+        "--trials",
+        "--max-epochs",
+        "--time-budget",
+        "--seed",
+        "--finalists",
+        "--repeats",
+        "--out",
+        "--resume",
+        "--overwrite",
+        "--storage",
+        "--study",
+        "--limit",
+        "--image-size",
+        "--skip-corrupt",
+        "--memory-budget-mb",
+        "--max-consecutive-failures",
+        "--verbose",
+        "--quiet",
+        "--debug",
     ]
     assert [flag for flag in flags if flag not in out] == []
+
+
+def test_run_flags_are_generated_from_every_run_config_field(capsys):
+    """One flag per RunConfig field, its default and the engines' help in --help."""
+    import dataclasses
+
+    from attn_search.engines import engine_options
+    from attn_search.runner import RunConfig
+
+    assert main(["run", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help lines
+    fields = dataclasses.fields(RunConfig)
+    missing = [f.name for f in fields if f"--{f.name.replace('_', '-')}" not in out]
+    assert missing == []
+    assert (
+        "--tuner TUNER keras-tuner only: random, bayesian, hyperband or grid. Defaults to "
+        "random." in out
+    )
+    assert "--trials TRIALS search trials, baselines included. Defaults to 10." in out
+    assert "--engine ENGINE the search engine: optuna or keras-tuner. Defaults to optuna." in out
+    for option in engine_options().values():
+        assert option.help in out, option.name
+
+
+def test_report_help_says_what_it_writes(capsys):
+    assert main(["report", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "matplotlib" not in out
+    assert (
+        "Write report.md into RUN_DIR: the run's status and timings, its settings, attention "
+        "against its baselines, validation accuracy by family and placement (with "
+        "report_families.png), the best trials, and the best model's learned gamma and "
+        "attention maps (report_attention.png)."
+    ) in out
 
 
 # --------------------------------------------------------------------------- usage errors
@@ -206,9 +268,20 @@ def test_flags_are_case_insensitive_choices():
     assert args.image_size == (32, 48)
     args = build_parser().parse_args(["run", "--image-size", "28"])
     assert args.image_size == (28, 28)
+    args = build_parser().parse_args(["run", "--pruner", "SHA", "--sampler", "Random"])
+    assert (args.pruner, args.sampler) == ("successive-halving", "random")
 
 
-# --------------------------------------------------------------------------- run: flags -> RunConfig
+def test_verbose_counts_up_to_keras_highest_level(monkeypatch):
+    import attn_search.runner
+
+    calls = []
+    monkeypatch.setattr(attn_search.runner, "run_search", _fake_run_search(calls))
+    assert main(["run", "-vvv"]) == 0
+    assert calls[0].verbose == 2
+
+
+# ------------------------------------------------------------------------ run: flags -> RunConfig
 def _fake_run_search(calls, status="complete"):
     import types
 
@@ -235,23 +308,78 @@ def test_run_flags_become_the_run_config(monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(attn_search.runner, "run_search", _fake_run_search(calls))
     argv = [
-        "run", "--dataset", "pathfinder", "--space", "mnist", "--engine", "optuna",
-        "--tuner", "hyperband", "--sampler", "random", "--pruner", "none", "--trials", "7",
-        "--max-epochs", "3", "--time-budget", "90.5", "--seed", "4", "--finalists", "2",
-        "--repeats", "5", "--out", "runs/x", "--resume", "--storage", "sqlite:///s.db",
-        "--study", "s1", "--limit", "300", "--image-size", "16x20", "--skip-corrupt",
-        "--memory-budget-mb", "64",
-        "--max-consecutive-failures", "2", "-vv", "--debug",
+        "run",
+        "--dataset",
+        "pathfinder",
+        "--space",
+        "mnist",
+        "--engine",
+        "optuna",
+        "--tuner",
+        "hyperband",
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+        "--trials",
+        "7",
+        "--max-epochs",
+        "3",
+        "--time-budget",
+        "90.5",
+        "--seed",
+        "4",
+        "--finalists",
+        "2",
+        "--repeats",
+        "5",
+        "--out",
+        "runs/x",
+        "--resume",
+        "--storage",
+        "sqlite:///s.db",
+        "--study",
+        "s1",
+        "--limit",
+        "300",
+        "--image-size",
+        "16x20",
+        "--skip-corrupt",
+        "--memory-budget-mb",
+        "64",
+        "--max-consecutive-failures",
+        "2",
+        "-vv",
+        "--debug",
     ]
     assert main(argv) == 0
     (config,) = calls
     assert dataclasses.asdict(config) == dataclasses.asdict(
         attn_search.runner.RunConfig(
-            dataset="pathfinder", space="mnist", engine="optuna", tuner="hyperband",
-            sampler="random", pruner="none", trials=7, max_epochs=3, time_budget=90.5, seed=4,
-            finalists=2, repeats=5, out="runs/x", resume=True, overwrite=False,
-            storage="sqlite:///s.db", study="s1", limit=300, image_size=(16, 20),
-            skip_corrupt=True, memory_budget_mb=64.0, max_consecutive_failures=2, verbose=2, quiet=False,
+            dataset="pathfinder",
+            space="mnist",
+            engine="optuna",
+            tuner="hyperband",
+            sampler="random",
+            pruner="none",
+            trials=7,
+            max_epochs=3,
+            time_budget=90.5,
+            seed=4,
+            finalists=2,
+            repeats=5,
+            out="runs/x",
+            resume=True,
+            overwrite=False,
+            storage="sqlite:///s.db",
+            study="s1",
+            limit=300,
+            image_size=(16, 20),
+            skip_corrupt=True,
+            memory_budget_mb=64.0,
+            max_consecutive_failures=2,
+            verbose=2,
+            quiet=False,
         )
     )
     assert capsys.readouterr().out == "\nRun folder: results/fake (status: complete)\n"
@@ -268,15 +396,6 @@ def test_run_defaults_and_quiet(monkeypatch, capsys):
     expected = dataclasses.replace(attn_search.runner.RunConfig(), quiet=True)
     assert dataclasses.asdict(calls[0]) == dataclasses.asdict(expected)
     assert capsys.readouterr().out == "results/fake\n"
-
-
-def test_run_config_errors_are_one_line(capsys):
-    argv = ["run", "--resume", "--overwrite"]
-    assert main(argv) == 2
-    assert capsys.readouterr().err == (
-        "attn-search: error: `resume` and `overwrite` cannot both be set: resume continues the "
-        "run in the folder, overwrite deletes it. Received: resume=True, overwrite=True\n"
-    )
 
 
 # --------------------------------------------------------------------------- library errors
@@ -382,15 +501,47 @@ def test_export_command(tiny_run, tmp_path, capsys):
     assert main(argv) == 0
 
 
-def test_export_command_on_a_folder_that_is_not_a_run(tmp_path, capsys):
-    argv = ["export", str(tmp_path), "--format", "savedmodel", "--to", str(tmp_path / "m")]
+# --------------------------------------------------------------------------- bad input, exit 2
+# Each case: the argv and the whole error line, built from a folder that is not a run
+# (`empty`), one that does not exist (`missing`), and a run without comparison.csv (`run`).
+_BAD_INPUT_CASES = {
+    "run: resume and overwrite": (
+        ["run", "--resume", "--overwrite"],
+        "`resume` and `overwrite` cannot both be set: resume continues the run in the folder, "
+        "overwrite deletes it. Received: resume=True, overwrite=True",
+    ),
+    "report: missing folder": (
+        ["report", "{missing}"],
+        "`run_dir` does not exist. Received: run_dir='{missing}'",
+    ),
+    "leaderboard: missing folder": (
+        ["leaderboard", "{missing}"],
+        "`run_dir` must be a run folder (one `attn-search run` wrote). "
+        "Received: run_dir='{missing}', which is not a folder",
+    ),
+    "leaderboard: no comparison.csv": (
+        ["leaderboard", "{run}", "--comparison"],
+        "`run_dir` must be a run folder (one `attn-search run` wrote); it has no "
+        "comparison.csv. Received: run_dir='{run}'",
+    ),
+    "export: not a run folder": (
+        ["export", "{empty}", "--format", "savedmodel", "--to", "{empty}/m"],
+        "`run_dir` is not an attn-search run folder (it has no run.json, config.yaml, "
+        "leaderboard.csv or best_model.keras). Received: run_dir='{empty}'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(_BAD_INPUT_CASES))
+def test_bad_input_is_one_line_and_exit_2(case, tiny_run, tmp_path, capsys):
+    where = {"empty": tmp_path, "missing": tmp_path / "nope", "run": tiny_run}
+    argv, message = _BAD_INPUT_CASES[case]
+    argv = [arg.format(**where) for arg in argv]
+    before = sorted(tmp_path.iterdir())
     assert main(argv) == 2
     captured = capsys.readouterr()
-    assert captured.err == (
-        "attn-search: error: `run_dir` is not an attn-search run folder (it has no run.json, "
-        f"config.yaml, leaderboard.csv or best_model.keras). Received: run_dir='{tmp_path}'\n"
-    )
-    assert not (tmp_path / "m").exists()
+    assert (captured.out, captured.err) == ("", f"attn-search: error: {message.format(**where)}\n")
+    assert sorted(tmp_path.iterdir()) == before  # nothing written
 
 
 # --------------------------------------------------------------------------- listings
@@ -439,19 +590,17 @@ def test_report_command(tiny_run, capsys):
         assert image.size[1] == 24 + 3 * 20 + 10  # 3 groups of complete trials
 
 
-def test_report_command_on_a_missing_folder(tmp_path, capsys):
-    missing = tmp_path / "nope"
-    assert main(["report", str(missing)]) == 2
-    assert capsys.readouterr().err == (
-        f"attn-search: error: `run_dir` does not exist. Received: run_dir='{missing}'\n"
-    )
-
-
 # --------------------------------------------------------------------------- leaderboard
 def test_leaderboard_command(tiny_run, capsys):
     assert main(["leaderboard", str(tiny_run)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:5] == ["trial_id", "status", "family", "placement", "best_val_accuracy"]
+    assert lines[0].split()[:5] == [
+        "trial_id",
+        "status",
+        "family",
+        "placement",
+        "best_val_accuracy",
+    ]
     assert [line.split()[:4] for line in lines[1:]] == [
         ["1", "complete", "attention", "1"],
         ["3", "complete", "matched", "none"],
@@ -473,25 +622,19 @@ def test_leaderboard_command_top_and_family(tiny_run, capsys):
     ]
 
 
-def test_leaderboard_command_on_a_missing_folder(tmp_path, capsys):
-    missing = tmp_path / "nope"
-    assert main(["leaderboard", str(missing)]) == 2
-    assert capsys.readouterr().err == (
-        "attn-search: error: `run_dir` must be a run folder (one `attn-search run` wrote). "
-        f"Received: run_dir={str(missing)!r}, which is not a folder\n"
-    )
-
-
-def test_leaderboard_command_without_comparison(tiny_run, capsys):
-    assert main(["leaderboard", str(tiny_run), "--comparison"]) == 2
-    assert capsys.readouterr().err == (
-        "attn-search: error: `run_dir` must be a run folder (one `attn-search run` wrote); it "
-        f"has no comparison.csv. Received: run_dir={str(tiny_run)!r}\n"
-    )
-
-
 # --------------------------------------------------------------------------- real runs
-_TINY = ["--limit", "200", "--trials", "2", "--max-epochs", "1", "--finalists", "1", "--repeats", "2"]
+_TINY = [
+    "--limit",
+    "200",
+    "--trials",
+    "2",
+    "--max-epochs",
+    "1",
+    "--finalists",
+    "1",
+    "--repeats",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -530,13 +673,28 @@ def test_run_command_writes_every_output(real_runs, engine):
     assert stderr == ""  # progress on stdout; no TensorFlow start-up chatter, no warnings
     assert f"\nRun folder: {out} (status: complete)\n" in stdout
     assert f"\nBest model: {out / 'best_model.keras'}\n" in stdout
-    for name in ("leaderboard.csv", "comparison.csv", "best_model.keras", "config.yaml", "run.json"):
+    for name in (
+        "leaderboard.csv",
+        "comparison.csv",
+        "best_model.keras",
+        "config.yaml",
+        "run.json",
+    ):
         assert (out / name).is_file(), name
     assert (out / ("study.db" if engine == "optuna" else "keras_tuner")).exists()
 
     board = pd.read_csv(out / "leaderboard.csv")
-    expected = ["trial_id", "status", "family", "placement", "best_val_accuracy",
-                "best_val_loss", "epochs", "params", "train_seconds"]
+    expected = [
+        "trial_id",
+        "status",
+        "family",
+        "placement",
+        "best_val_accuracy",
+        "best_val_loss",
+        "epochs",
+        "params",
+        "train_seconds",
+    ]
     assert list(board.columns[: len(expected)]) == expected
     assert sorted(board["trial_id"]) == [0, 1]
     assert sorted(board["family"]) == ["attention", "plain"]
@@ -580,6 +738,19 @@ def test_export_and_report_of_a_real_run(real_runs, tmp_path, capsys):
     text = (out / "report.md").read_text()
     assert "### Finalists\n" in text
     assert "## Learned gamma (best model)\n" in text
+    # The "Run" table shows run.json's status, start and timings (its documented schema).
+    info = json.loads((out / "run.json").read_text())
+    timings = info["timings"]
+    assert (
+        "| setting | value |\n|---|---|\n| status | complete |\n"
+        f"| started_at | {info['sessions'][0]['started_at']} |\n"
+        f"| updated_at | {info['updated_at']} |\n"
+        f"| search_seconds | {timings['search_seconds']:.1f} |\n"
+        f"| finalists_seconds | {timings['finalists_seconds']:.1f} |\n"
+        f"| total_seconds | {timings['total_seconds']:.1f} |\n"
+        "| trials | 2 complete |\n"
+    ) in text
+    assert timings["total_seconds"] > 0
 
 
 @pytest.mark.parametrize(

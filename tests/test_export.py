@@ -109,7 +109,11 @@ def test_savedmodel_loads_without_attn_search(run_dir, batch, expected, tmp_path
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -159,40 +163,55 @@ def test_failed_export_leaves_nothing_behind(run_dir, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_run_dir(tmp_path):
-    missing = tmp_path / "nope"
-    with pytest.raises(RunDirError) as info:
-        export_model(missing, "keras", tmp_path / "m.keras")
-    assert str(info.value) == f"`run_dir` does not exist. Received: run_dir='{missing}'"
-
-
-def test_folder_that_is_not_a_run(tmp_path):
-    (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(RunDirError) as info:
-        find_best_model(tmp_path)
-    assert str(info.value) == (
+# Each case: what the folder holds (None: it does not exist; a file name: `run_dir` is that
+# file), the call, and the whole message ({path}: the `run_dir` passed).
+_RUN_DIR_CASES = {
+    "missing": (None, "export", "`run_dir` does not exist. Received: run_dir='{path}'"),
+    "not a run": (
+        {"notes.txt": "hello"},
+        "find",
         "`run_dir` is not an attn-search run folder (it has no run.json, config.yaml, "
-        f"leaderboard.csv or best_model.keras). Received: run_dir='{tmp_path}'"
-    )
-
-
-def test_run_without_best_model(tmp_path):
-    (tmp_path / "run.json").write_text("{}")
-    with pytest.raises(RunDirError) as info:
-        export_model(tmp_path, "tflite", tmp_path / "m.tflite")
-    assert str(info.value) == (
+        "leaderboard.csv or best_model.keras). Received: run_dir='{path}'",
+    ),
+    "no best model": (
+        {"run.json": "{}"},
+        "export",
         "`run_dir` holds no best model yet (best_model.keras is missing: no trial has "
-        f"completed). Received: run_dir='{tmp_path}'"
-    )
+        "completed). Received: run_dir='{path}'",
+    ),
+    "a file": (
+        "leaderboard.csv",
+        "export",
+        "`run_dir` must be a run folder, not a file. Received: run_dir='{path}'",
+    ),
+}
 
 
-def test_a_file_is_not_a_run_dir(tmp_path):
-    path = tmp_path / "leaderboard.csv"
-    path.write_text("a,b\n")
+@pytest.mark.parametrize("case", list(_RUN_DIR_CASES))
+def test_run_dir_errors(case, tmp_path):
+    holds, call, message = _RUN_DIR_CASES[case]
+    path = tmp_path / "run"
+    if isinstance(holds, str):
+        path = tmp_path / holds
+        path.write_text("a,b\n")
+    elif holds is not None:
+        path.mkdir()
+        for name, text in holds.items():
+            (path / name).write_text(text)
     with pytest.raises(RunDirError) as info:
-        export_model(path, "keras", tmp_path / "m.keras")
+        if call == "find":
+            find_best_model(path)
+        else:
+            export_model(path, "keras", tmp_path / "m.keras")
+    assert str(info.value) == message.format(path=path)
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_run_dir_must_be_a_path_or_a_run_result():
+    with pytest.raises(RunDirError) as info:
+        find_best_model(42)
     assert str(info.value) == (
-        f"`run_dir` must be a run folder, not a file. Received: run_dir='{path}'"
+        "`run_dir` must be a path to a run folder or a RunResult. Received: run_dir=42"
     )
 
 
