@@ -509,3 +509,46 @@ def test_folder_dataset_with_a_corrupt_image_stops_or_is_skipped(tmp_path):
         result = run_search(config, out=str(tmp_path / "skipped"), skip_corrupt=True)
     assert result.status == "complete"
     assert list(result.leaderboard["status"]) == ["complete"]
+
+
+def test_unknown_fields_name_the_closest_field():
+    with pytest.raises(ConfigError) as info:
+        run_search(trails=3)
+    text = str(info.value)
+    assert text.startswith("`overrides` has unknown field(s) 'trails'; RunConfig accepts dataset, ")
+    assert text.endswith(" Did you mean 'trails' -> 'trials'? Received: overrides={'trails': 3}")
+
+
+def test_config_check_reads_the_space_and_the_dataset_spec(tmp_path):
+    from attn_search.errors import DatasetError, SearchSpaceError
+
+    RunConfig(dataset="digits", space="default").check()
+    with pytest.raises(SearchSpaceError):
+        RunConfig(space=str(tmp_path / "missing.yaml")).check()
+    with pytest.raises(DatasetError):
+        RunConfig(dataset=str(tmp_path / "missing")).check()
+
+
+def test_resume_keeps_finalist_fits_whose_rank_changed(tmp_path, monkeypatch):
+    """A fit is keyed by (trial, family, seed): a resume that reorders the finalists keeps
+    every finished fit, and both finalists stay in comparison.csv with their new ranks."""
+    from attn_search.runner import planning, training
+
+    out = tmp_path / "run"
+    config = _config("optuna", out, trials=3, finalists=2, repeats=1, pruner="none")
+    run_search(config)
+    first = json.loads((out / "finalists.json").read_text())["runs"]
+    ranks = {r["trial_id"]: r["finalist"] for r in first}
+    assert len(first) == 6 and sorted(ranks.values()) == [1, 2]  # 2 finalists x 3 families
+
+    choose = planning.choose_finalists
+    monkeypatch.setattr(planning, "choose_finalists", lambda records, n: choose(records, n)[::-1])
+    fits = []
+    fit = training.fit
+    monkeypatch.setattr(training, "fit", lambda *a, **k: fits.append(k) or fit(*a, **k))
+    result = run_search(config)
+    assert fits == []  # nothing trained again
+    rows = result.comparison[result.comparison["section"] == "finalist"]
+    assert len(rows) == 6
+    swapped = {int(t): int(f) for t, f in zip(rows["trial_id"], rows["finalist"], strict=True)}
+    assert swapped == {t: 3 - r for t, r in ranks.items()}
