@@ -80,7 +80,7 @@ def _started_by_cli() -> bool:
     if os.path.basename(sys.argv[0] if sys.argv else "") in {"attn-search", "attn-search.exe"}:
         return True
     argv = getattr(sys, "orig_argv", [])
-    return any(a == "-m" and b == "attn_search" for a, b in zip(argv, argv[1:]))
+    return any(a == "-m" and b == "attn_search" for a, b in zip(argv, argv[1:], strict=False))
 
 
 if not _started_by_cli():

@@ -59,7 +59,9 @@ def _reference_layers():
 
         @staticmethod
         def block(width):
-            return keras.Sequential([keras.layers.Conv2D(width, 1, 1), keras.layers.Reshape((-1, width))])
+            return keras.Sequential(
+                [keras.layers.Conv2D(width, 1, 1), keras.layers.Reshape((-1, width))]
+            )
 
         def build(self, input_shape):
             self.c = self.c or input_shape[-1]
@@ -159,8 +161,10 @@ def measure_throughput(rounds: int, steps: int) -> dict[str, list[float]]:
             start = time.perf_counter()
             models[variant].fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
             rates[variant].append(len(x) / (time.perf_counter() - start))
-        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{v} {rates[v][-1]:.0f}/s" for v in VARIANTS),
-              flush=True)
+        print(
+            f"round {r + 1}/{rounds}: " + ", ".join(f"{v} {rates[v][-1]:.0f}/s" for v in VARIANTS),
+            flush=True,
+        )
     return rates
 
 
@@ -185,7 +189,9 @@ def measure_peak_memory(steps: int) -> dict[str, float]:
     for variant in VARIANTS:
         out = subprocess.run(
             [sys.executable, __file__, "--child-memory", variant, "--steps", str(steps)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         peaks[variant] = json.loads(out.strip().splitlines()[-1])["peak_rss_mb"]
         print(f"peak RSS {variant}: {peaks[variant]:.0f} MB", flush=True)
@@ -221,8 +227,11 @@ def measure_scaling(sizes=(8, 16, 32, 64), pools=(1, 2, 4), channels=32, batch=8
                 _ = [g.numpy() for g in grads]
                 times.append(time.perf_counter() - start)
             table[f"{size}x{size}/kv_pool={pool}"] = statistics.median(times)
-            print(f"scaling {size}x{size} kv_pool={pool}: {table[f'{size}x{size}/kv_pool={pool}'] * 1e3:.2f} ms",
-                  flush=True)
+            print(
+                f"scaling {size}x{size} kv_pool={pool}: "
+                f"{table[f'{size}x{size}/kv_pool={pool}'] * 1e3:.2f} ms",
+                flush=True,
+            )
             keras.backend.clear_session()
     return {"channels": channels, "batch": batch, "seconds_per_step": table}
 
@@ -260,7 +269,7 @@ def main(argv=None) -> int:
     paired = {}
     for name in ("c_kv1 / a_reference", "c_kv1 / b_matmul", "c_kv2 / b_matmul"):
         top, bottom = name.split(" / ")
-        per_round = sorted(t / b for t, b in zip(rates[top], rates[bottom]))
+        per_round = sorted(t / b for t, b in zip(rates[top], rates[bottom], strict=True))
         paired[name] = {
             "median": statistics.median(per_round),
             "min": per_round[0],
@@ -268,21 +277,26 @@ def main(argv=None) -> int:
         }
     targets = {
         "c_kv1 >= 1.5x a_reference": ratios["c_kv1 / a_reference"] >= 1.5,
-        "c_kv1 no slower than b_matmul (ratio >= 0.97, within noise)": ratios["c_kv1 / b_matmul"] >= 0.97,
+        "c_kv1 no slower than b_matmul (ratio >= 0.97, within noise)": ratios["c_kv1 / b_matmul"]
+        >= 0.97,
         "c_kv2 >= 1.8x b_matmul": ratios["c_kv2 / b_matmul"] >= 1.8,
         "peak memory c_kv1 <= a_reference": peaks["c_kv1"] <= peaks["a_reference"] * 1.01,
     }
     print()
     print(f"{'variant':48s} {'samples/s':>10s} {'vs (a)':>7s} {'peak MB':>8s}")
     for v in VARIANTS:
-        print(f"{LABELS[v]:48s} {medians[v]:10.0f} {medians[v] / medians['a_reference']:6.2f}x "
-              f"{peaks[v]:8.0f}")
+        print(
+            f"{LABELS[v]:48s} {medians[v]:10.0f} {medians[v] / medians['a_reference']:6.2f}x "
+            f"{peaks[v]:8.0f}"
+        )
     print()
     for name, value in ratios.items():
         print(f"{name:32s} {value:6.2f}")
     for name, value in paired.items():
-        print(f"paired per round {name:22s} median {value['median']:.2f} "
-              f"(min {value['min']:.2f}, max {value['max']:.2f})")
+        print(
+            f"paired per round {name:22s} median {value['median']:.2f} "
+            f"(min {value['min']:.2f}, max {value['max']:.2f})"
+        )
     for name, ok in targets.items():
         print(f"target {name}: {'met' if ok else 'NOT met'}")
 

@@ -4,7 +4,8 @@ For each seed, two searches on digits with the default space, the same number of
 the same epochs per trial, differ only in `pruner`: `"median"` (the default) and `"none"`.
 The sampler is Optuna's seeded random sampler, so both searches propose the same
 configurations and the comparison isolates the pruner (with TPE the two searches would drift
-apart as soon as one trial is pruned, and the difference would be the sampler's luck). Compared per seed, from each run's leaderboard.csv:
+apart as soon as one trial is pruned, and the difference would be the sampler's luck).
+Compared per seed, from each run's leaderboard.csv:
 
 - the best validation accuracy of the search (complete trials), and
 - the total number of training epochs of the search (every trial, pruned ones included).
@@ -34,8 +35,16 @@ def _search(pruner: str, seed: int, trials: int, epochs: int | None, out: str) -
     t0 = time.perf_counter()
     result = run_search(
         RunConfig(
-            dataset="digits", engine="optuna", sampler="random", pruner=pruner, trials=trials,
-            max_epochs=epochs, finalists=0, seed=seed, out=out, quiet=True,
+            dataset="digits",
+            engine="optuna",
+            sampler="random",
+            pruner=pruner,
+            trials=trials,
+            max_epochs=epochs,
+            finalists=0,
+            seed=seed,
+            out=out,
+            quiet=True,
         )
     )
     seconds = time.perf_counter() - t0
@@ -55,7 +64,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=None, help="cap per trial (default: the space's)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="cap per trial (default: the space's)"
+    )
     parser.add_argument("--out", default="results/bench_pruning.json")
     args = parser.parse_args()
 
@@ -64,9 +75,13 @@ def main() -> None:
         for seed in args.seeds:
             row = {"seed": seed}
             for pruner in ("median", "none"):
-                row[pruner] = _search(pruner, seed, args.trials, args.epochs, f"{tmp}/{pruner}-{seed}")
+                row[pruner] = _search(
+                    pruner, seed, args.trials, args.epochs, f"{tmp}/{pruner}-{seed}"
+                )
                 print(f"seed {seed} pruner={pruner}: {row[pruner]}", flush=True)
-            row["accuracy_gap"] = round(row["none"]["best_val_accuracy"] - row["median"]["best_val_accuracy"], 4)
+            row["accuracy_gap"] = round(
+                row["none"]["best_val_accuracy"] - row["median"]["best_val_accuracy"], 4
+            )
             row["epoch_fraction"] = round(row["median"]["epochs"] / row["none"]["epochs"], 3)
             runs.append(row)
     gaps = [r["accuracy_gap"] for r in runs]
@@ -104,7 +119,11 @@ def main() -> None:
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
-    print(json.dumps({k: result[k] for k in ("max_accuracy_gap", "mean_epoch_fraction", "meets_targets")}))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("max_accuracy_gap", "mean_epoch_fraction", "meets_targets")}
+        )
+    )
 
 
 if __name__ == "__main__":

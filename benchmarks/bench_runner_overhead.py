@@ -10,7 +10,8 @@ extra training, not overhead.
 To give both sides the same models, the space has no baselines (`baselines.include: []`,
 `share: 0`), so the runner's only non-attention trial is its trial 0, the plain backbone, which
 it runs on top: the runner trains `--trials` + 1 models, plain RandomSearch `--trials` (the
-comparison is conservative: the plain backbone's training counts as overhead). Each side runs in a fresh process
+comparison is conservative: the plain backbone's training counts as overhead).
+Each side runs in a fresh process
 (same imports, same warm-up), in alternating order over `--pairs` pairs; the figure is the
 ratio of the total wall times (target <= 1.10).
 
@@ -59,8 +60,16 @@ def _side(which: str, trials: int, epochs: int, out: str) -> float:
     if which == "runner":
         run_search(
             RunConfig(
-                dataset="digits", space=SPACE, engine="keras-tuner", tuner="random",
-                trials=trials + 1, max_epochs=epochs, finalists=0, seed=0, out=out, quiet=True,
+                dataset="digits",
+                space=SPACE,
+                engine="keras-tuner",
+                tuner="random",
+                trials=trials + 1,
+                max_epochs=epochs,
+                finalists=0,
+                seed=0,
+                out=out,
+                quiet=True,
             )
         )
     else:
@@ -83,11 +92,15 @@ def _side(which: str, trials: int, epochs: int, out: str) -> float:
 def _run_side(which: str, trials: int, epochs: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         code = (
-            "import sys, json; sys.path.insert(0, 'benchmarks'); import bench_runner_overhead as b; "
+            "import sys, json; sys.path.insert(0, 'benchmarks'); "
+            "import bench_runner_overhead as b; "
             f"print(json.dumps(b._side({which!r}, {trials}, {epochs}, {tmp + '/run'!r})))"
         )
         res = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         )
         return float(res.stdout.strip().splitlines()[-1])

@@ -1,1 +1,4 @@
-"""Search spaces shipped with attn-search, as YAML files (installed as ``attn_search.search_spaces``)."""
+"""Search spaces shipped with attn-search, as YAML files.
+
+Installed as ``attn_search.search_spaces``.
+"""

@@ -24,7 +24,9 @@ import pytest
 from attn_search.errors import AttnSearchError, ConfigError, RunDirError
 from attn_search.runner import ProgressPrinter, RunConfig, run_search
 
-SMALL = dict(dataset="digits", limit=200, trials=3, max_epochs=1, finalists=1, repeats=2, quiet=True)
+SMALL = dict(
+    dataset="digits", limit=200, trials=3, max_epochs=1, finalists=1, repeats=2, quiet=True
+)
 
 
 def _config(engine: str, out: pathlib.Path, **kw) -> RunConfig:
@@ -50,8 +52,14 @@ def test_small_run_contract(engine, tmp_path):
 def _check_outputs(small_run):
     engine, out, result = small_run
     assert result.run_dir == out and result.status == "complete"
-    names = {"leaderboard.csv", "comparison.csv", "best_model.keras", "config.yaml", "run.json",
-             "report.md"}
+    names = {
+        "leaderboard.csv",
+        "comparison.csv",
+        "best_model.keras",
+        "config.yaml",
+        "run.json",
+        "report.md",
+    }
     assert names <= {p.name for p in out.iterdir()}
     assert (out / ("study.db" if engine == "optuna" else "keras_tuner")).exists()
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # atomic writes
@@ -105,7 +113,7 @@ def _check_comparison(small_run):
     for twin in ("plain", "matched"):
         a = [acc["attention", s] for s in (1000, 2000)]
         t = [acc[twin, s] for s in (1000, 2000)]
-        diffs = [x - y for x, y in zip(a, t)]
+        diffs = [x - y for x, y in zip(a, t, strict=True)]
         assert fin.loc[twin, "diff_mean"] == pytest.approx(sum(diffs) / 2)
         p = stats.ttest_rel(a, t).pvalue
         assert (math.isnan(p) and math.isnan(fin.loc[twin, "p_value"])) or fin.loc[
@@ -271,7 +279,7 @@ _WORKER = textwrap.dedent(
     if when.startswith("writing_"):
         # Kill in the middle of KerasTuner writing its 2nd oracle.json / trial.json in place:
         # half the text is on disk, as after a SIGKILL during the write.
-        from keras_tuner.src import utils  # checked against keras-tuner 1.4.7
+        from keras_tuner.src import utils  # checked against keras-tuner 1.4.8
         name, calls, original = when[len("writing_"):] + ".json", [], utils.save_json
 
         def save_json(path, obj):
@@ -349,8 +357,16 @@ def test_kill_9_then_resume_to_full_count(engine, when, tmp_path):
         assert len(before) == 1, err.decode()[-2000:]
 
     result = run_search(
-        RunConfig(**{**SMALL, "trials": 2, "max_epochs": 2, "finalists": 0, "engine": engine,
-                     "out": str(out)})
+        RunConfig(
+            **{
+                **SMALL,
+                "trials": 2,
+                "max_epochs": 2,
+                "finalists": 0,
+                "engine": engine,
+                "out": str(out),
+            }
+        )
     )
     board = result.leaderboard
     counted = board[~board["error"].str.startswith("interrupted")]
@@ -373,15 +389,31 @@ def test_kill_9_then_resume_to_full_count(engine, when, tmp_path):
 
 
 _CONFIG_ERRORS = [
-    (dict(engine="hyperopt"), "`engine` must be one of 'optuna', 'keras-tuner'. Received: engine='hyperopt'"),
-    (dict(tuner="evolution"), "`tuner` must be one of 'random', 'bayesian', 'hyperband', 'grid'. Received: tuner='evolution'"),
+    (
+        dict(engine="hyperopt"),
+        "`engine` must be one of 'optuna', 'keras-tuner'. Received: engine='hyperopt'",
+    ),
+    (
+        dict(tuner="evolution"),
+        "`tuner` must be one of 'random', 'bayesian', 'hyperband', 'grid'. "
+        "Received: tuner='evolution'",
+    ),
     (dict(trials=0), "`trials` must be a positive integer. Received: trials=0"),
-    (dict(skip_corrupt="yes"), "`skip_corrupt` must be True or False. Received: skip_corrupt='yes'"),
+    (
+        dict(skip_corrupt="yes"),
+        "`skip_corrupt` must be True or False. Received: skip_corrupt='yes'",
+    ),
     (dict(repeats=0), "`repeats` must be a positive integer. Received: repeats=0"),
     (dict(finalists=-1), "`finalists` must be an integer >= 0. Received: finalists=-1"),
     (dict(max_epochs=0), "`max_epochs` must be a positive integer or None. Received: max_epochs=0"),
-    (dict(time_budget=-5), "`time_budget` must be a positive number or None. Received: time_budget=-5"),
-    (dict(image_size=(8,)), "`image_size` must be (height, width), two positive integers. Received: image_size=(8,)"),
+    (
+        dict(time_budget=-5),
+        "`time_budget` must be a positive number or None. Received: time_budget=-5",
+    ),
+    (
+        dict(image_size=(8,)),
+        "`image_size` must be (height, width), two positive integers. Received: image_size=(8,)",
+    ),
     (dict(verbose=3), "`verbose` must be 0, 1 or 2. Received: verbose=3"),
     (
         dict(resume=True, overwrite=True),
@@ -398,27 +430,38 @@ def test_config_errors_name_the_field():
         assert str(info.value) == message
     with pytest.raises(ConfigError) as info:
         run_search({"trails": 3})
-    assert str(info.value).startswith("`config` has unknown field(s) 'trails'; RunConfig accepts dataset, ")
+    assert str(info.value).startswith(
+        "`config` has unknown field(s) 'trails'; RunConfig accepts dataset, "
+    )
 
 
 # ---------------------------------------------------------------------------- tables, progress
 
 
 def _rec(i, status, family, acc, **kw):
-    return {"trial_id": i, "engine": "optuna", "status": status, "family": family,
-            "best_val_accuracy": acc, "hp": {"train/batch_size": 32}, **kw}
+    return {
+        "trial_id": i,
+        "engine": "optuna",
+        "status": status,
+        "family": family,
+        "best_val_accuracy": acc,
+        "hp": {"train/batch_size": 32},
+        **kw,
+    }
 
 
 def test_records_to_frame_sorts_best_first_and_keeps_every_status():
     from attn_search.leaderboard import records_to_frame
 
-    df = records_to_frame([
-        _rec(0, "complete", "plain", 0.8, placements=[]),
-        _rec(1, "failed", "attention", None, error="RuntimeError: boom"),
-        _rec(2, "complete", "attention", 0.9, placements=[1, 2], gammas=[0.1, -0.2]),
-        _rec(3, "pruned", "attention", 0.95, placements=[2], gammas=[0.0]),
-        _rec(4, "skipped", "attention", 0.9, placements=[1, 2]),
-    ])
+    df = records_to_frame(
+        [
+            _rec(0, "complete", "plain", 0.8, placements=[]),
+            _rec(1, "failed", "attention", None, error="RuntimeError: boom"),
+            _rec(2, "complete", "attention", 0.9, placements=[1, 2], gammas=[0.1, -0.2]),
+            _rec(3, "pruned", "attention", 0.95, placements=[2], gammas=[0.0]),
+            _rec(4, "skipped", "attention", 0.9, placements=[1, 2]),
+        ]
+    )
     assert list(df["trial_id"]) == [2, 0, 4, 3, 1]
     assert list(df["placement"]) == ["1+2", "none", "1+2", "2", "none"]
     assert list(df.columns[9:11]) == ["gamma_0", "gamma_1"] and df.loc[0, "gamma_1"] == -0.2
@@ -434,9 +477,11 @@ def test_comparison_paired_difference_and_p_value():
     runs = [
         {"finalist": 1, "trial_id": 5, "family": f, "placement": p, "seed": s, "test_accuracy": a}
         for f, p, accs in (("attention", "2", att), ("plain", "none", plain))
-        for s, a in zip((10, 20, 30), accs)
+        for s, a in zip((10, 20, 30), accs, strict=True)
     ]
-    comp = comparison_frame(records_to_frame([_rec(5, "complete", "attention", 0.9, placements=[2])]), runs)
+    comp = comparison_frame(
+        records_to_frame([_rec(5, "complete", "attention", 0.9, placements=[2])]), runs
+    )
     fin = comp[comp["section"] == "finalist"].set_index("family")
     assert fin.loc["attention", "test_accuracy_mean"] == pytest.approx(sum(att) / 3)
     assert fin.loc["plain", "diff_mean"] == pytest.approx((0.02 + 0.01 + 0.05) / 3)
@@ -451,9 +496,18 @@ def test_format_table_and_read_errors(tmp_path):
 
     from attn_search.leaderboard import format_table, read_leaderboard
 
-    df = pd.DataFrame({"trial_id": [3, 1], "status": ["complete", "failed"],
-                       "best_val_accuracy": [0.91234, float("nan")], "error": ["", "boom"]})
-    assert format_table(df, top=1) == "trial_id  status    best_val_accuracy\n       3  complete             0.9123"
+    df = pd.DataFrame(
+        {
+            "trial_id": [3, 1],
+            "status": ["complete", "failed"],
+            "best_val_accuracy": [0.91234, float("nan")],
+            "error": ["", "boom"],
+        }
+    )
+    assert (
+        format_table(df, top=1)
+        == "trial_id  status    best_val_accuracy\n       3  complete             0.9123"
+    )
     with pytest.raises(RunDirError) as info:
         read_leaderboard(tmp_path)
     assert str(info.value) == (
@@ -467,12 +521,19 @@ def test_format_table_and_read_errors(tmp_path):
 def _check_progress_line():
     stream = io.StringIO()
     printer = ProgressPrinter(10, stream=stream)
-    record = {"trial_id": 4, "status": "complete", "family": "attention", "placements": [2],
-              "best_val_accuracy": 0.9123, "hp": {"attention/0/num_heads": 2, "train/learning_rate": 0.0031}}
+    record = {
+        "trial_id": 4,
+        "status": "complete",
+        "family": "attention",
+        "placements": [2],
+        "best_val_accuracy": 0.9123,
+        "hp": {"attention/0/num_heads": 2, "train/learning_rate": 0.0031},
+    }
     printer.trial(5, record, {"trial_id": 2, "family": "plain", "best_val_accuracy": 0.95}, 2.0)
     line = stream.getvalue().strip()
     assert line.startswith(
-        "[ 5/10] #4 attention@2 heads=2 lr=0.0031 | val_acc 0.9123 | best 0.9500 (#2 plain) | 0:00:00 elapsed, ~0:00:10 left"
+        "[ 5/10] #4 attention@2 heads=2 lr=0.0031 | val_acc 0.9123 | best 0.9500 (#2 plain) | "
+        "0:00:00 elapsed, ~0:00:10 left"
     )
     quiet = ProgressPrinter(10, quiet=True, stream=stream)
     quiet.trial(1, record, None, 1.0)
@@ -505,7 +566,9 @@ def test_folder_dataset_with_a_corrupt_image_stops_or_is_skipped(tmp_path):
     with pytest.raises(DatasetError):
         run_search(config, out=str(tmp_path / "stopped"))
     assert not (tmp_path / "stopped").exists()  # nothing written
-    with pytest.warns(UserWarning, match=r"Skipped 1 unreadable image file\(s\) in .*: a/broken\.png\."):
+    with pytest.warns(
+        UserWarning, match=r"Skipped 1 unreadable image file\(s\) in .*: a/broken\.png\."
+    ):
         result = run_search(config, out=str(tmp_path / "skipped"), skip_corrupt=True)
     assert result.status == "complete"
     assert list(result.leaderboard["status"]) == ["complete"]
