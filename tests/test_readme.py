@@ -21,13 +21,15 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-# What a search in a README example may cost here; the README shows the real settings.
+# What a search in a README example may cost here; the README shows the real settings. Two
+# trials: the plain trial 0 and one attention trial. No finalists: their fits would double the
+# time of this file, and tests/test_runner.py covers them.
 SMALL_RUN = {
     "limit": 200,
     "trials": 2,
     "max_epochs": 1,
-    "finalists": 1,
-    "repeats": 2,
+    "finalists": 0,
+    "repeats": 1,
     "quiet": True,
     "verbose": 0,
 }
@@ -110,7 +112,9 @@ def small_budgets(monkeypatch):
     run_search = attn_search.runner.run_search
 
     def small_run_search(config=None, **overrides):
-        return run_search(config, **{**overrides, **SMALL_RUN})
+        result = run_search(config, **{**overrides, **SMALL_RUN})
+        assert len(result.leaderboard) <= SMALL_RUN["trials"]  # the small budget was applied
+        return result
 
     monkeypatch.setattr(attn_search, "run_search", small_run_search, raising=False)
     monkeypatch.setattr(attn_search.runner, "run_search", small_run_search)
@@ -119,7 +123,8 @@ def small_budgets(monkeypatch):
 
     def small_search(self, *args, **kwargs):
         self.oracle.max_trials = min(self.oracle.max_trials or 10**9, SMALL_TUNER["max_trials"])
-        return search(self, *args, **{**kwargs, "epochs": SMALL_TUNER["epochs"]})
+        search(self, *args, **{**kwargs, "epochs": SMALL_TUNER["epochs"]})
+        assert len(self.oracle.trials) <= SMALL_TUNER["max_trials"]  # the small budget applied
 
     monkeypatch.setattr(keras_tuner.Tuner, "search", small_search)
 
