@@ -45,7 +45,16 @@ from attn_search.leaderboard import (
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["IDENTITY", "RUN_SCHEMA", "RunFolder", "RunLog", "mask_url", "now"]
+__all__ = [
+    "IDENTITY",
+    "RUN_SCHEMA",
+    "RunFolder",
+    "RunLog",
+    "latest_run",
+    "mask_url",
+    "new_run_name",
+    "now",
+]
 
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
@@ -146,40 +155,10 @@ class RunFolder:
         """Whether the folder holds any of a run's marker files."""
         return any((self.path / marker).exists() for marker in MARKERS)
 
-    @staticmethod
-    def latest(results: pathlib.Path, dataset_name: str) -> RunFolder | None:
-        """The most recently changed run of `dataset_name` in `results`, if any."""
-        if not results.is_dir():
-            return None
-        runs = sorted(
-            (p for p in results.glob(f"{dataset_name}-*") if (p / CONFIG_FILE).is_file()),
-            key=lambda p: p.stat().st_mtime,
-        )
-        return RunFolder(runs[-1]) if runs else None
-
-    @staticmethod
-    def new_name(results: pathlib.Path, dataset_name: str) -> RunFolder:
-        """A fresh `results/<dataset>-<timestamp>[-n]` folder name (not created)."""
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(dataset_name))
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path, n = results / f"{safe or 'run'}-{stamp}", 1
-        while path.exists():
-            n += 1
-            path = results / f"{safe or 'run'}-{stamp}-{n}"
-        return RunFolder(path)
-
     # --- paths --------------------------------------------------------------------------------
     @property
     def best_model_path(self) -> pathlib.Path:
         return self.path / BEST_MODEL_FILE
-
-    @property
-    def leaderboard_path(self) -> pathlib.Path:
-        return self.path / LEADERBOARD_FILE
-
-    @property
-    def comparison_path(self) -> pathlib.Path:
-        return self.path / COMPARISON_FILE
 
     def report_path(self, name: str) -> pathlib.Path:
         """The path of one of the report's files (`REPORT_FILES`)."""
@@ -284,8 +263,8 @@ class RunFolder:
 
     # --- tables -------------------------------------------------------------------------------
     def write_tables(self, board: pd.DataFrame, comparison: pd.DataFrame) -> None:
-        write_table(board, self.leaderboard_path)
-        write_table(comparison, self.comparison_path)
+        write_table(board, self.path / LEADERBOARD_FILE)
+        write_table(comparison, self.path / COMPARISON_FILE)
 
     def read_leaderboard(self) -> pd.DataFrame:
         return read_leaderboard(self.path)
@@ -305,6 +284,28 @@ class RunFolder:
         """Saves `model` as best_model.keras atomically (a reader never sees half a file)."""
         with atomic_path(self.best_model_path, suffix=".keras") as tmp:
             model.save(tmp)
+
+
+def latest_run(results: pathlib.Path, dataset_name: str) -> RunFolder | None:
+    """The most recently changed run of `dataset_name` in `results`, if any."""
+    if not results.is_dir():
+        return None
+    runs = sorted(
+        (p for p in results.glob(f"{dataset_name}-*") if (p / CONFIG_FILE).is_file()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    return RunFolder(runs[-1]) if runs else None
+
+
+def new_run_name(results: pathlib.Path, dataset_name: str) -> RunFolder:
+    """A fresh `results/<dataset>-<timestamp>[-n]` folder name (not created)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(dataset_name))
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, n = results / f"{safe or 'run'}-{stamp}", 1
+    while path.exists():
+        n += 1
+        path = results / f"{safe or 'run'}-{stamp}-{n}"
+    return RunFolder(path)
 
 
 class RunLog:

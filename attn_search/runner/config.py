@@ -191,57 +191,18 @@ class RunConfig:
     )
 
     def validate(self) -> None:
-        """Checks every field's type and range; the first bad one raises.
+        """Checks every field's type and range (as its `kind` says); the first bad one raises.
 
         Raises:
             ConfigError: Naming the field and echoing its value.
         """
-        from attn_search.engines import ENGINE_ALIASES, ENGINES, Engine, engine_options
-
-        if isinstance(self.dataset, str) and not self.dataset.strip():
-            raise ConfigError(f"`dataset` must not be empty. Received: dataset={self.dataset!r}")
-        if self.dataset is None:
-            raise ConfigError(
-                "`dataset` must be a name, a path or a Dataset. Received: dataset=None"
-            )
-        if self.space is None or (isinstance(self.space, str) and not self.space.strip()):
-            raise ConfigError(
-                "`space` must be a space name, a YAML path or a dict. "
-                f"Received: space={self.space!r}"
-            )
-        if not isinstance(self.engine, Engine):
-            key = _key(self.engine)
-            if ENGINE_ALIASES.get(key, key) not in ENGINES:
-                raise ConfigError(
-                    f"`engine` must be one of {', '.join(map(repr, ENGINES))}. "
-                    f"Received: engine={self.engine!r}"
-                )
-        for name, option in engine_options().items():
-            option.check(getattr(self, name))
-        _int("trials", self.trials, 1)
-        _int("max_epochs", self.max_epochs, 1, optional=True)
-        _number("time_budget", self.time_budget, optional=True)
-        _int("seed", self.seed, 0)
-        _int("finalists", self.finalists, 0)
-        _int("repeats", self.repeats, 1)
-        _int("limit", self.limit, 1, optional=True)
-        _number("memory_budget_mb", self.memory_budget_mb, optional=True)
-        _int("max_consecutive_failures", self.max_consecutive_failures, 1)
-        if self.verbose not in (0, 1, 2) or isinstance(self.verbose, bool):
-            raise ConfigError(f"`verbose` must be 0, 1 or 2. Received: verbose={self.verbose!r}")
-        self.image_size_pair()  # raises on a bad value
-        for name in ("resume", "overwrite", "skip_corrupt", "quiet"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(
-                    f"`{name}` must be True or False. Received: {name}={getattr(self, name)!r}"
-                )
+        for f in dataclasses.fields(self):
+            _CHECKS[f.metadata["kind"]](f.name, getattr(self, f.name), f.default is None)
         if self.resume and self.overwrite:
             raise ConfigError(
                 "`resume` and `overwrite` cannot both be set: resume continues the run in the "
                 "folder, overwrite deletes it. Received: resume=True, overwrite=True"
             )
-        if self.out is not None and not isinstance(self.out, (str, os.PathLike)):
-            raise ConfigError(f"`out` must be a folder path. Received: out={self.out!r}")
 
     def check(self) -> None:
         """`validate`, then the checks that read files but need no TensorFlow.
@@ -264,21 +225,7 @@ class RunConfig:
 
     def image_size_pair(self) -> tuple[int, int] | None:
         """`image_size` as `(height, width)` (an int means a square), or `None`."""
-        size = self.image_size
-        if size is None:
-            return None
-        if isinstance(size, int) and not isinstance(size, bool):
-            size = (size, size)
-        if not (
-            isinstance(size, (tuple, list))
-            and len(size) == 2
-            and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
-        ):
-            raise ConfigError(
-                "`image_size` must be (height, width), two positive integers. "
-                f"Received: image_size={self.image_size!r}"
-            )
-        return int(size[0]), int(size[1])
+        return _image_size("image_size", self.image_size, True)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain data (objects such as a `Dataset` become their name).
@@ -341,11 +288,72 @@ def as_config(config: RunConfig | Mapping[str, Any] | None, overrides: Mapping[s
     return config
 
 
+_TEXT_RULES = {
+    "dataset": "a name, a path or a Dataset",
+    "space": "a space name, a YAML path or a dict",
+    "out": "a folder path",
+}
+
+
+def _text(name: str, value: Any, optional: bool) -> None:
+    if name == "dataset" and isinstance(value, str) and not value.strip():
+        raise ConfigError(f"`dataset` must not be empty. Received: dataset={value!r}")
+    if value is None and optional:
+        return
+    empty = value is None or (isinstance(value, str) and not value.strip())
+    if empty or (name == "out" and not isinstance(value, (str, os.PathLike))):
+        raise ConfigError(f"`{name}` must be {_TEXT_RULES[name]}. Received: {name}={value!r}")
+
+
+def _engine(name: str, value: Any, optional: bool) -> None:
+    from attn_search.engines import ENGINE_ALIASES, ENGINES, Engine
+
+    if isinstance(value, Engine):
+        return
+    key = _key(value)
+    if ENGINE_ALIASES.get(key, key) not in ENGINES:
+        raise ConfigError(
+            f"`engine` must be one of {', '.join(map(repr, ENGINES))}. Received: engine={value!r}"
+        )
+
+
+def _engine_option(name: str, value: Any, optional: bool) -> None:
+    from attn_search.engines import engine_options
+
+    engine_options()[name].check(value)
+
+
+def _image_size(name: str, size: Any, optional: bool) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    if not (
+        isinstance(pair, (tuple, list))
+        and len(pair) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in pair)
+    ):
+        raise ConfigError(
+            "`image_size` must be (height, width), two positive integers. "
+            f"Received: image_size={size!r}"
+        )
+    return int(pair[0]), int(pair[1])
+
+
+def _flag(name: str, value: Any, optional: bool) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"`{name}` must be True or False. Received: {name}={value!r}")
+
+
+def _count(name: str, value: Any, optional: bool) -> None:
+    if value not in (0, 1, 2) or isinstance(value, bool):
+        raise ConfigError(f"`{name}` must be 0, 1 or 2. Received: {name}={value!r}")
+
+
 def _key(value: Any) -> Any:
     return value.strip().lower().replace("_", "-") if isinstance(value, str) else value
 
 
-def _int(name: str, value: Any, low: int, *, optional: bool = False) -> None:
+def _int(name: str, value: Any, low: int, optional: bool) -> None:
     if value is None and optional:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -355,7 +363,7 @@ def _int(name: str, value: Any, low: int, *, optional: bool = False) -> None:
         )
 
 
-def _number(name: str, value: Any, *, optional: bool = False) -> None:
+def _number(name: str, value: Any, optional: bool) -> None:
     if value is None and optional:
         return
     if (
@@ -368,3 +376,17 @@ def _number(name: str, value: Any, *, optional: bool = False) -> None:
             f"`{name}` must be a positive number{' or None' if optional else ''}. "
             f"Received: {name}={value!r}"
         )
+
+
+#: How each `kind` of field is checked: `check(name, value, optional)`.
+_CHECKS = {
+    "text": _text,
+    "engine": _engine,
+    "engine_option": _engine_option,
+    "positive_int": lambda name, value, optional: _int(name, value, 1, optional),
+    "non_negative_int": lambda name, value, optional: _int(name, value, 0, optional),
+    "positive_float": _number,
+    "image_size": _image_size,
+    "flag": _flag,
+    "count": _count,
+}

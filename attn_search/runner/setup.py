@@ -15,7 +15,7 @@ from typing import Any
 from attn_search.engines import Engine, get_engine, options_for
 from attn_search.engines.base import clean_record
 from attn_search.errors import RunDirError
-from attn_search.runfolder import RunFolder, RunLog
+from attn_search.runfolder import RunFolder, RunLog, latest_run, new_run_name
 from attn_search.runner.config import RunConfig, mask_url
 from attn_search.runner.planning import finalist_seeds
 from attn_search.runner.progress import Progress
@@ -146,7 +146,7 @@ def _folder(config: RunConfig, resolved: dict[str, Any], dataset_name: str):
     if config.out is not None:
         folder = RunFolder(config.out)
     elif config.resume:
-        folder = RunFolder.latest(results, dataset_name)
+        folder = latest_run(results, dataset_name)
         if folder is None:
             raise RunDirError(
                 f"`resume` found no earlier run of dataset {dataset_name!r} in results/ "
@@ -154,7 +154,7 @@ def _folder(config: RunConfig, resolved: dict[str, Any], dataset_name: str):
                 "name the run folder. Received: resume=True, out=None"
             )
     else:
-        folder = RunFolder.new_name(results, dataset_name)
+        folder = new_run_name(results, dataset_name)
     where = os.fspath(config.out if config.out is not None else folder.path)
     resumed = folder.open_for_run(resolved, overwrite=config.overwrite, where=where)
     return folder, resumed
