@@ -21,15 +21,15 @@ holds another run); 130 interrupted with Ctrl-C. Errors are one line on stderr,
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from attn_search import __version__
+from attn_search._cli_flags import add_run_flags, choice, positive_int, run_config
 from attn_search.errors import (
     AttnSearchError,
     ConfigError,
@@ -80,81 +80,46 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --------------------------------------------------------------------------- argument types
-def _bounded(name: str, convert: Callable[[str], Any], rule: str, ok: Callable[[Any], bool]):
-    """An argparse type: `convert` the text, then check `ok`; both failures say `rule`."""
-
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be {rule}. Received: {name}={text!r}"
-            ) from None
-        if not ok(value):
-            shown = text if isinstance(value, float) else value
-            raise argparse.ArgumentTypeError(f"{name} must be {rule}. Received: {name}={shown}")
-        return value
-
-    parse.__name__ = name
-    return parse
-
-
-def _positive_int(name: str) -> Callable[[str], int]:
-    return _bounded(name, int, "a positive integer", lambda v: v >= 1)
-
-
-def _non_negative_int(name: str) -> Callable[[str], int]:
-    return _bounded(name, int, "a non-negative integer", lambda v: v >= 0)
-
-
-def _positive_float(name: str) -> Callable[[str], float]:
-    return _bounded(name, float, "a positive number", lambda v: 0 < v < float("inf"))
-
-
-def _image_size(text: str) -> tuple[int, int]:
-    """``32`` -> (32, 32); ``32x48`` or ``32,48`` -> (32, 48) (height, width)."""
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(
-            "--image-size must be SIZE or HEIGHTxWIDTH with positive integers, e.g. 32 or "
-            f"32x48. Received: --image-size={text!r}"
-        )
-    return values[0], values[1]
-
-
-def _choice(
-    name: str,
-    choices: Sequence[str],
-    aliases: Mapping[str, str] | None = None,
-    *,
-    strict: bool = True,
-) -> Callable[[str], str]:
-    """A case-insensitive choice (`_` read as `-`) whose error names the option and echoes
-    the value; with `strict=False` an unknown value is passed on as typed, for a later check."""
-
-    def parse(text: str) -> str:
-        value = text.strip().lower()
-        value = (aliases or {}).get(value, value).replace("_", "-")
-        value = (aliases or {}).get(value, value)
-        if value in choices:
-            return value
-        if not strict:
-            return text
-        raise argparse.ArgumentTypeError(
-            f"{name} must be one of {', '.join(choices)}. Received: {name}={text!r}"
-        )
-
-    parse.__name__ = name
-    return parse
-
-
 # --------------------------------------------------------------------------- the parser
+#: Each command's one-line help (the command list) and its description (its own --help).
+_DESCRIPTIONS = {
+    "run": (
+        "search attention placements on a dataset and compare them with baselines",
+        "Search where and how to place self-attention on a dataset, with plain and "
+        "parameter-matched baselines, retrain the finalists with several seeds, and write "
+        "leaderboard.csv, comparison.csv, best_model.keras, config.yaml and run.json to the run "
+        "folder. Re-running the same command on the same folder resumes it.",
+    ),
+    "leaderboard": (
+        "print a run's leaderboard (or its comparison)",
+        "Print a run's leaderboard, best trial first, as a readable table.",
+    ),
+    "export": (
+        "export a run's best model (.keras, SavedModel, TFLite)",
+        "Export a run's best model. keras: a .keras file (load it after 'import attn_search'); "
+        "savedmodel: a TensorFlow SavedModel folder that loads with tf.saved_model.load "
+        "without attn_search; tflite: a TensorFlow Lite flatbuffer.",
+    ),
+    "report": (
+        "write a run's report (report.md and two PNG plots) into its folder",
+        "Write report.md into RUN_DIR: the run's status and timings, its settings, attention "
+        "against its baselines, validation accuracy by family and placement (with "
+        "report_families.png), the best trials, and the best model's learned gamma and "
+        "attention maps (report_attention.png).",
+    ),
+    "datasets": (
+        "list the built-in dataset names",
+        "List the built-in dataset names. --dataset also accepts a folder of images (one "
+        "sub-folder per class) or an .npz file.",
+    ),
+    "spaces": (
+        "list the shipped search spaces",
+        "List the search spaces shipped with attn-search. --space also accepts a path to your "
+        "own YAML file.",
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Returns the ``attn-search`` argument parser (no heavy imports)."""
     parser = _Parser(
@@ -181,19 +146,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
 
-    _add_run_parser(commands, common)
+    def command(name: str, handler: Callable, help: str, description: str, run_dir: bool):
+        p = commands.add_parser(name, parents=[common], help=help, description=description)
+        if run_dir:
+            p.add_argument(
+                "run_dir", metavar="RUN_DIR", help="a run folder written by 'attn-search run'"
+            )
+        p.set_defaults(handler=handler)
+        return p
 
-    p = commands.add_parser(
-        "leaderboard",
-        parents=[common],
-        help="print a run's leaderboard (or its comparison)",
-        description="Print a run's leaderboard, best trial first, as a readable table.",
-    )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'attn-search run'")
-    p.add_argument("--top", type=_positive_int("--top"), default=None, help="show the best N rows")
+    add_run_flags(command("run", _cmd_run, *_DESCRIPTIONS["run"], run_dir=False))
+    p = command("leaderboard", _cmd_leaderboard, *_DESCRIPTIONS["leaderboard"], run_dir=True)
+    p.add_argument("--top", type=positive_int("--top"), default=None, help="show the best N rows")
     p.add_argument(
         "--family",
-        type=_choice("--family", FAMILIES),
+        type=choice("--family", FAMILIES),
         default=None,
         help="only this family: attention, plain or matched",
     )
@@ -207,138 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also show every hyperparameter column (the full leaderboard.csv)",
     )
-    p.set_defaults(handler=_cmd_leaderboard)
-
-    p = commands.add_parser(
-        "export",
-        parents=[common],
-        help="export a run's best model (.keras, SavedModel, TFLite)",
-        description=(
-            "Export a run's best model. keras: a .keras file (load it after 'import "
-            "attn_search'); savedmodel: a TensorFlow SavedModel folder that loads with "
-            "tf.saved_model.load without attn_search; tflite: a TensorFlow Lite flatbuffer."
-        ),
-    )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'attn-search run'")
+    p = command("export", _cmd_export, *_DESCRIPTIONS["export"], run_dir=True)
     p.add_argument(
         "--format",
         dest="format",
-        type=_choice("--format", EXPORT_FORMATS),
+        type=choice("--format", EXPORT_FORMATS),
         required=True,
         help="keras, savedmodel or tflite",
     )
     p.add_argument("--to", required=True, metavar="PATH", help="where to write the export")
     p.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
-    p.set_defaults(handler=_cmd_export)
-
-    p = commands.add_parser(
-        "report",
-        parents=[common],
-        help="write a run's report (report.md and two PNG plots) into its folder",
-        description=(
-            "Write report.md into RUN_DIR: the run's status and timings, its settings, "
-            "attention against its baselines, validation accuracy by family and placement "
-            "(with report_families.png), the best trials, and the best model's learned gamma "
-            "and attention maps (report_attention.png)."
-        ),
-    )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'attn-search run'")
-    p.set_defaults(handler=_cmd_report)
-
-    p = commands.add_parser(
-        "datasets",
-        parents=[common],
-        help="list the built-in dataset names",
-        description=(
-            "List the built-in dataset names. --dataset also accepts a folder of images (one "
-            "sub-folder per class) or an .npz file."
-        ),
-    )
-    p.set_defaults(handler=_cmd_datasets)
-
-    p = commands.add_parser(
-        "spaces",
-        parents=[common],
-        help="list the shipped search spaces",
-        description="List the search spaces shipped with attn-search. --space also accepts a "
-        "path to your own YAML file.",
-    )
-    p.set_defaults(handler=_cmd_spaces)
+    command("report", _cmd_report, *_DESCRIPTIONS["report"], run_dir=True)
+    command("datasets", _cmd_datasets, *_DESCRIPTIONS["datasets"], run_dir=False)
+    command("spaces", _cmd_spaces, *_DESCRIPTIONS["spaces"], run_dir=False)
     return parser
-
-
-def _add_run_parser(commands: Any, common: argparse.ArgumentParser) -> None:
-    """The `run` command: one flag per `RunConfig` field, declared in the field's metadata."""
-    from attn_search.runner.config import FLAG_GROUPS, RunConfig  # plain Python: no TensorFlow
-
-    p = commands.add_parser(
-        "run",
-        parents=[common],
-        help="search attention placements on a dataset and compare them with baselines",
-        description=(
-            "Search where and how to place self-attention on a dataset, with plain and "
-            "parameter-matched baselines, retrain the finalists with several seeds, and write "
-            "leaderboard.csv, comparison.csv, best_model.keras, config.yaml and run.json to "
-            "the run folder. Re-running the same command on the same folder resumes it."
-        ),
-    )
-    groups = {name: p.add_argument_group(name) for name in FLAG_GROUPS}
-    # -v and -q ask for more and for less output: one or the other.
-    groups["output"] = groups["output"].add_mutually_exclusive_group()
-    for field in dataclasses.fields(RunConfig):
-        meta = field.metadata
-        flag = "--" + field.name.replace("_", "-")
-        names = [meta["flag"], flag] if meta.get("flag") else [flag]
-        kwargs = _flag_kwargs(flag, field.name, meta["kind"], meta["help"])
-        if meta.get("metavar"):
-            kwargs["metavar"] = meta["metavar"]
-        if field.default is not None and meta["kind"] not in ("flag", "count"):
-            text = kwargs["help"].rstrip()
-            kwargs["help"] = (
-                f"{text}{' ' if text.endswith('.') else '. '}Defaults to {field.default}."
-            )
-        groups[meta["group"]].add_argument(*names, default=field.default, **kwargs)
-    p.set_defaults(handler=_cmd_run)
-
-
-def _flag_kwargs(flag: str, name: str, kind: str, help: str) -> dict[str, Any]:
-    """`add_argument`'s type (or action) and help for a `RunConfig` field of `kind`."""
-    if kind == "flag":
-        return {"action": "store_true", "help": help}
-    if kind == "count":
-        return {"action": "count", "help": help}
-    if kind in ("engine", "engine_option"):
-        return _engine_flag(flag, name, help)
-    types: dict[str, Callable[[str], Callable[[str], Any]]] = {
-        "text": lambda _: str,
-        "positive_int": _positive_int,
-        "non_negative_int": _non_negative_int,
-        "positive_float": _positive_float,
-        "image_size": lambda _: _image_size,
-    }
-    if kind not in types:
-        raise ValueError(f"`kind` of RunConfig.{name} is unknown. Received: kind={kind!r}")
-    return {"type": types[kind](flag), "help": help}
-
-
-def _engine_flag(flag: str, name: str, help: str) -> dict[str, Any]:
-    """The engine's, or an engine option's, choices and help, as the engines declare them."""
-    from attn_search.engines import ENGINE_ALIASES, ENGINES, engine_options
-
-    if name == "engine":
-        return {
-            "type": _choice(flag, ENGINES, ENGINE_ALIASES),
-            "help": f"{help}: {' or '.join(ENGINES)}",
-        }
-    option = engine_options()[name]
-    kwargs: dict[str, Any] = {"help": option.help}
-    if option.choices is not None:
-        # An option that also takes a library object (Optuna's sampler, pruner) is checked
-        # by RunConfig, whose message names the field; a name-only option, here.
-        kwargs["type"] = _choice(
-            flag, option.choices, option.aliases, strict=not option.allow_objects
-        )
-    return kwargs
 
 
 # --------------------------------------------------------------------------- handlers
@@ -386,21 +235,8 @@ def _import_tensorflow_quietly() -> None:
             os.close(saved)
 
 
-def _run_config(args: argparse.Namespace) -> Any:
-    """The RunConfig of the parsed flags, checked without TensorFlow (`RunConfig.check`)."""
-    from attn_search.runner.config import RunConfig
-
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(RunConfig)}
-    for field in dataclasses.fields(RunConfig):
-        if field.metadata["kind"] == "count":  # -vvv: Keras' verbose levels stop at 2
-            values[field.name] = min(values[field.name], 2)
-    config = RunConfig(**values)
-    config.check()
-    return config
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = _run_config(args)
+    config = run_config(args)
     _quiet_tensorflow(args)
     import attn_search.layers  # noqa: F401 - registers the layer before any model is loaded
     from attn_search.runner import run_search
