@@ -1,5 +1,5 @@
-"""The synthetic controls: `make_pathfinder` and `make_same_different`, and the table of
-synthetic tasks (their ``name:k=v`` parameters and generator functions) that specs resolve to.
+"""The synthetic controls: `make_pathfinder` and `make_same_different` (here) and `make_lookup`
+(in ``_control``), and the table of synthetic tasks (their ``name:k=v`` parameters and generator functions) that specs resolve to.
 
 Both generators are functions of their arguments and seed alone: no download, no TensorFlow.
 """
@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from attn_search.datasets._control import BAR_NAMES, make_lookup
 from attn_search.datasets._dataset import Source
 from attn_search.datasets._splits import allocate
 from attn_search.errors import DatasetError
@@ -299,6 +300,20 @@ SYNTHETIC = {
             make_same_different,
             ("different", "same"),
         ),
+        SyntheticTask(
+            "lookup",
+            {
+                "size": Param(24, 12, 256, "image height and width"),
+                "n": Param(4000, 20, 1_000_000, "number of images (a quarter of each class)"),
+                "gap": Param(
+                    lambda v: v["size"] // 3, 1, 250, "least marker-bar distance (size // 3)"
+                ),
+                "seed": _SEED,
+            },
+            "positive control: which bar has the marker's colour? (content-based lookup)",
+            make_lookup,
+            BAR_NAMES,
+        ),
     )
 }
 
@@ -318,6 +333,6 @@ def load_synthetic(name: str, given: dict[str, int], seed: int) -> Source:
         name=name,
         source=f"synthetic:{name}({params})",
         class_names=task.class_names,
-        parts={"train": (x[..., None], y)},
+        parts={"train": (x if x.ndim == 4 else x[..., None], y)},
         scale=1.0 / 255.0,
     )
