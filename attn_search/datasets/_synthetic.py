@@ -1,5 +1,6 @@
 """The synthetic controls: `make_pathfinder` and `make_same_different` (here) and `make_lookup`
-(in ``_control``), and the table of synthetic tasks (their ``name:k=v`` parameters and generator functions) that specs resolve to.
+(in ``_control``), and the table of synthetic tasks (their ``name:k=v`` parameters and
+generator functions) that specs resolve to.
 
 Both generators are functions of their arguments and seed alone: no download, no TensorFlow.
 """
@@ -242,13 +243,15 @@ class Param:
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticTask:
-    """A synthetic task: its parameters, and the function that draws its images."""
+    """A synthetic task: its parameters, and the function that draws its images (``channels``
+    per pixel: grey tasks return (n, H, W), colour ones (n, H, W, channels))."""
 
     name: str
     params: dict[str, Param]
     description: str
     make: Callable[..., tuple[np.ndarray, np.ndarray]]
     class_names: tuple[str, ...]
+    channels: int = 1
 
     @property
     def classes(self) -> int:
@@ -313,6 +316,7 @@ SYNTHETIC = {
             "positive control: which bar has the marker's colour? (content-based lookup)",
             make_lookup,
             BAR_NAMES,
+            channels=3,
         ),
     )
 }
