@@ -126,3 +126,60 @@ def test_table_entry_and_spec_with_parameters():
     assert x.shape == (140, 20, 20, 3) and x.max() == 1.0
     # the loaded images keep the rule: labels read back from the pixels are the split's labels
     np.testing.assert_array_equal(matching_bar(np.round(x * 255).astype(np.uint8)), y)
+
+
+def _statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Simple statistics of each image, read from its pixels -> (features, pairing one-hot).
+
+    Features: the marker's position and colour; each colour's and each orientation's bar
+    position, and its distance from the marker; which orientation is nearest the marker; the
+    pixel count of each colour. The pairing: which orientation each colour has (16 one-hots),
+    what global average pooling of local features could at best sum up.
+    """
+    rows, pairs = [], []
+    for image in x:
+        objects = _objects(image)
+        colour, corner = objects["marker"]
+        place = np.array(corner, float)
+        by_orientation = np.zeros((4, 2))
+        by_colour = np.zeros((4, 2))
+        pairing = np.zeros((4, 4))
+        for c, (orientation, pixels) in objects["bars"].items():
+            by_colour[c] = by_orientation[orientation[0]] = pixels.mean(axis=0)
+            pairing[c, orientation[0]] = 1
+        distance = np.abs(by_orientation - place).max(axis=1)
+        counts = [(image == k).all(axis=-1).sum() for k in COLOURS]
+        rows.append(
+            np.concatenate(
+                [
+                    place,
+                    np.eye(4)[colour],
+                    by_colour.ravel(),
+                    by_orientation.ravel(),
+                    distance,
+                    np.abs(by_colour - place).max(axis=1),
+                    np.eye(4)[distance.argmin()],
+                    counts,
+                ]
+            )  # fmt: skip
+        )
+        pairs.append(pairing.ravel())
+    return np.array(rows), np.array(pairs)
+
+
+def test_simple_statistics_and_unbound_pairings_do_not_give_the_label_away():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = make_lookup(n=900, seed=11)
+    features, pairing = _statistics(x)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    # A linear model on positions, distances, colours, counts, and the colour-orientation
+    # pairing (a sum of local features): near chance (0.25).
+    flat = np.concatenate([features, pairing], axis=1)
+    assert cross_val_score(model, flat, y, cv=3).mean() < 0.32
+    # Binding the marker's colour to the pairing gives it away: the check can fail.
+    bound = np.einsum("nc,nco->no", features[:, 2:6], pairing.reshape(-1, 4, 4))
+    assert cross_val_score(model, np.concatenate([flat, bound], axis=1), y, cv=3).mean() > 0.95
