@@ -1,0 +1,238 @@
+"""The statistics behind the verdict: paired differences, intervals, adjusted p-values, the
+smallest difference a run could detect, and the verdict in words.
+
+Each finalist's attention model is compared with each baseline twin over the seeds both
+finished (a paired design: the same seed gives both the same data order). For every comparison:
+
+- `diff_mean`: mean of attention - twin (accuracy on the 0..1 scale);
+- `diff_ci_low`, `diff_ci_high`: its 95% confidence interval, t-based (n - 1 degrees of freedom);
+- `p_value`: the paired t-test's two-sided p-value;
+- `p_adjusted`: Holm's step-down adjustment over every comparison of the run (the family-wise
+  error rate stays at 5% however many finalists and twins a run compares);
+- `detectable_diff`: the smallest true difference that this design (these n seeds, this spread
+  of the differences) detects with 80% power when the comparison must pass the strictest
+  Holm threshold (5% divided by the number of comparisons);
+- `verdict`: `attention better` or `baseline better` when the adjusted p-value is below 5% (the
+  interval then lies wholly on that side of zero), else `no detectable difference`; `cannot
+  compare` with fewer than 2 pairs.
+
+The t distribution and test are scipy's, the power calculation statsmodels'. This module imports
+them on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "ALPHA",
+    "POWER",
+    "VERDICTS",
+    "compare",
+    "detectable_difference",
+    "holm",
+    "paired",
+    "sentence",
+]
+
+ALPHA = 0.05
+POWER = 0.8
+VERDICTS = ("attention better", "baseline better", "no detectable difference", "cannot compare")
+_NAN = math.nan
+
+
+def paired(a: Sequence[float], b: Sequence[float], *, alpha: float = ALPHA) -> dict[str, Any]:
+    """The paired difference `a - b`: mean, spread, interval and t-test.
+
+    Args:
+        a: Attention's scores, one per seed.
+        b: The twin's scores on the same seeds, in the same order.
+        alpha: 1 - the interval's confidence. Defaults to 0.05.
+
+    Returns:
+        A dict with `n`, `diff_mean`, `diff_std`, `diff_ci_low`, `diff_ci_high`, `p_value` (NaN
+        where undefined: fewer than 2 pairs, or differences without spread).
+    """
+    import numpy as np
+    from scipy import stats
+
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    n = int(len(d))
+    out = {"n": n, "diff_mean": float(d.mean()) if n else _NAN, "diff_std": _NAN}
+    out.update(diff_ci_low=_NAN, diff_ci_high=_NAN, p_value=_NAN)
+    if n < 2:
+        return out
+    sd = float(d.std(ddof=1))
+    out["diff_std"] = sd
+    if not sd > 1e-12:
+        return out  # every pair differs by the same amount: no spread to test against
+    se = sd / math.sqrt(n)
+    t_crit = float(stats.t.ppf(1 - alpha / 2, n - 1))
+    out["diff_ci_low"] = out["diff_mean"] - t_crit * se
+    out["diff_ci_high"] = out["diff_mean"] + t_crit * se
+    out["p_value"] = float(stats.ttest_rel(a, b).pvalue)
+    return out
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of the p-values of one family of tests; NaN stays NaN.
+
+    The k-th smallest of m p-values is multiplied by m - k + 1, each at least the one before
+    and at most 1 (the values statsmodels' `multipletests(method="holm")` returns; written out
+    here because that function runs a full garbage collection on every call).
+    """
+    values = [float(p) for p in p_values]
+    ranked = sorted((p, i) for i, p in enumerate(values) if not math.isnan(p))
+    m = len(ranked)
+    out = [_NAN] * len(values)
+    running = 0.0
+    for k, (p, i) in enumerate(ranked):
+        running = max(running, min(1.0, (m - k) * p))
+        out[i] = running
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _effect_size(n: int, alpha: float, power: float) -> float:
+    """Cohen's d a paired t-test on n pairs detects with `power` at level `alpha`."""
+    from statsmodels.stats.power import TTestPower
+
+    return float(
+        TTestPower().solve_power(
+            effect_size=None, nobs=n, alpha=alpha, power=power, alternative="two-sided"
+        )
+    )
+
+
+def detectable_difference(
+    n: int, sd: float, comparisons: int = 1, *, alpha: float = ALPHA, power: float = POWER
+) -> float:
+    """The smallest true mean difference detected with `power` by n pairs with spread `sd`.
+
+    Args:
+        n: Pairs (seeds both finished).
+        sd: Standard deviation of the paired differences.
+        comparisons: Comparisons in the run; the level is `alpha / comparisons`, Holm's
+            strictest threshold. Defaults to 1.
+        alpha: The family-wise level. Defaults to 0.05.
+        power: The probability of detecting a difference of that size. Defaults to 0.8.
+
+    Returns:
+        The difference (same units as `sd`), or NaN with fewer than 2 pairs or no spread.
+    """
+    if n < 2 or not sd > 1e-12 or comparisons < 1:
+        return _NAN
+    return _effect_size(int(n), alpha / comparisons, power) * float(sd)
+
+
+def _verdict(n: int, p_adjusted: float, low: float, high: float, alpha: float) -> str:
+    if n < 2:
+        return "cannot compare"
+    if not math.isnan(p_adjusted) and p_adjusted < alpha:
+        if low > 0:
+            return "attention better"
+        if high < 0:
+            return "baseline better"
+    return "no detectable difference"
+
+
+def compare(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], *, alpha: float = ALPHA):
+    """Every comparison of a run at once: `paired`, then Holm, detectable differences, verdicts.
+
+    Args:
+        pairs: One `(attention scores, twin scores)` per comparison, paired by seed.
+        alpha: The family-wise level. Defaults to 0.05.
+
+    Returns:
+        One dict per comparison: `paired`'s keys plus `p_adjusted`, `detectable_diff`,
+        `verdict`.
+
+    Example:
+
+    >>> rows = compare([([0.9, 0.92, 0.91], [0.8, 0.83, 0.8])])
+    >>> rows[0]["verdict"], round(rows[0]["diff_mean"], 3)
+    ('attention better', 0.1)
+    """
+    rows = [paired(a, b, alpha=alpha) for a, b in pairs]
+    adjusted = holm([r["p_value"] for r in rows])
+    m = sum(1 for r in rows if r["n"] >= 2)
+    for row, p_adj in zip(rows, adjusted, strict=True):
+        row["p_adjusted"] = p_adj
+        row["detectable_diff"] = detectable_difference(row["n"], row["diff_std"], m, alpha=alpha)
+        row["verdict"] = _verdict(row["n"], p_adj, row["diff_ci_low"], row["diff_ci_high"], alpha)
+    return rows
+
+
+_TWIN_WORDS = {
+    "plain": "the same network without it",
+    "matched": "the same network with a parameter-matched conv block instead",
+}
+
+
+def _points(x: float) -> str:
+    return f"{x * 100:+.1f}"
+
+
+def _where(placement: Any) -> str:
+    text = "" if placement is None else str(placement)
+    if text in ("", "none", "nan"):
+        return "Attention"
+    blocks = text.split("+")
+    word = "block" if len(blocks) == 1 else "blocks"
+    return f"Attention after {word} {' and '.join(blocks)}"
+
+
+def sentence(row: Mapping[str, Any]) -> str:
+    """The verdict of one comparison (a finalist twin row of comparison.csv) in one sentence.
+
+    Example:
+
+    >>> text = sentence({"finalist": 1, "trial_id": 4, "placement": "2", "family": "plain",
+    ...                  "repeats": 5, "diff_mean": 0.018, "diff_ci_low": 0.009,
+    ...                  "diff_ci_high": 0.027, "p_adjusted": 0.004,
+    ...                  "verdict": "attention better"})
+    >>> import textwrap
+    >>> print(textwrap.fill(text, 88))
+    Finalist 1 (trial #4). Attention after block 2 vs the same network without it: +1.8
+    points [+0.9, +2.7], 5 seeds, adjusted p = 0.004: attention better.
+    """
+    family = str(row.get("family"))
+    head = (
+        f"Finalist {row.get('finalist')} (trial #{row.get('trial_id')}). "
+        f"{_where(row.get('placement'))} vs {_TWIN_WORDS.get(family, f'its {family} twin')}: "
+    )
+    n = _int(row.get("pairs", row.get("repeats")))
+    verdict = row.get("verdict") or "cannot compare"
+    if verdict == "cannot compare":
+        return head + (
+            f"cannot compare ({n} seed(s) finished by both; at least 2 are needed: "
+            "raise `--repeats` or resume the run)."
+        )
+    mean, low, high = (_num(row.get(k)) for k in ("diff_mean", "diff_ci_low", "diff_ci_high"))
+    p_adj = _num(row.get("p_adjusted"))
+    interval = f" [{_points(low)}, {_points(high)}]" if not math.isnan(low) else ""
+    p_text = f"adjusted p = {p_adj:.3g}" if not math.isnan(p_adj) else "no spread between seeds"
+    text = f"{head}{_points(mean)} points{interval}, {n} seeds, {p_text}: {verdict}"
+    if verdict == "no detectable difference":
+        detectable = _num(row.get("detectable_diff"))
+        if not math.isnan(detectable):
+            text += (
+                f" (this run could have detected {detectable * 100:.1f} points or more; add "
+                "seeds with `--repeats` to detect less)"
+            )
+    return text + "."
+
+
+def _num(value: Any) -> float:
+    try:
+        return _NAN if value is None else float(value)
+    except (TypeError, ValueError):
+        return _NAN
+
+
+def _int(value: Any) -> int:
+    x = _num(value)
+    return 0 if math.isnan(x) else int(x)
