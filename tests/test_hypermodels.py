@@ -439,8 +439,7 @@ def test_keras_tuner_two_trial_search_on_digits(tuner_cls, kwargs, family, digit
         ),
         (
             {"family": "dense"},
-            "`family` must be 'attention', 'plain', 'matched' or 'auto'. Received: "
-            "family='dense'",
+            "`family` must be 'attention', 'plain', 'matched' or 'auto'. Received: family='dense'",
         ),
         (
             {"memory_budget_mb": 0},

@@ -9,9 +9,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from layer_reference import reference_forward
 
 from attn_search import SelfAttention_Conv2D, SelfAttentionConv2D
-from layer_reference import reference_forward
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def test_hand_written_gradient_matches_autodiff(kwargs):
             y = layer(x) if path == "fast" else layer(x, return_attention_scores=True)[0]
             loss = tf.reduce_sum(tf.sin(3.0 * y))
         grads[path] = tape.gradient(loss, [x, *layer.trainable_weights])
-    for fast, auto in zip(grads["fast"], grads["autodiff"]):
+    for fast, auto in zip(grads["fast"], grads["autodiff"], strict=True):
         np.testing.assert_allclose(fast.numpy(), auto.numpy(), rtol=1e-4, atol=1e-5)
 
 
@@ -93,11 +93,10 @@ def test_one_key_channel_is_stable_for_large_logits():
 
 def test_fused_and_matmul_paths_agree():
     x = _rand(2, 6, 6, 16)
-    fused = _built(SelfAttentionConv2D(num_heads=2, key_dim=4, value_dim=4,
-                                       use_fused_attention=True), x)
-    manual = SelfAttentionConv2D.from_config(
-        {**fused.get_config(), "use_fused_attention": False}
+    fused = _built(
+        SelfAttentionConv2D(num_heads=2, key_dim=4, value_dim=4, use_fused_attention=True), x
     )
+    manual = SelfAttentionConv2D.from_config({**fused.get_config(), "use_fused_attention": False})
     manual(x)
     manual.set_weights(fused.get_weights())
     np.testing.assert_allclose(
@@ -218,8 +217,15 @@ def test_reference_model_trains_and_gamma_moves():
 
 def test_config_round_trip():
     layer = SelfAttentionConv2D(
-        filters=6, num_heads=3, key_dim=2, value_dim=5, activation="relu", gamma=0.5,
-        kv_pool=2, return_attention_scores="features", name="attn",
+        filters=6,
+        num_heads=3,
+        key_dim=2,
+        value_dim=5,
+        activation="relu",
+        gamma=0.5,
+        kv_pool=2,
+        return_attention_scores="features",
+        name="attn",
     )
     clone = SelfAttentionConv2D.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
@@ -233,7 +239,11 @@ def _run_python(code, **env):
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env}
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -265,7 +275,11 @@ def test_saved_model_reloads_in_a_fresh_process_with_identical_predictions(tmp_p
 
 def test_savedmodel_export_loads_without_attn_search(tmp_path):
     model = keras.Sequential(
-        [keras.Input((8, 8, 1)), SelfAttentionConv2D(filters=4, num_heads=2), keras.layers.Flatten()]
+        [
+            keras.Input((8, 8, 1)),
+            SelfAttentionConv2D(filters=4, num_heads=2),
+            keras.layers.Flatten(),
+        ]
     )
     x = _rand(2, 8, 8, 1)
     np.save(tmp_path / "x.npy", x)
@@ -320,7 +334,8 @@ def test_backend_agrees_with_numpy_reference(backend):
                     out = out[0] if scores else out
                     return jax.numpy.sum(jax.numpy.sin(3.0 * out))
                 weights = [w.value for w in layer.trainable_weights]
-                for fast, auto in zip(jax.grad(loss)(weights, False), jax.grad(loss)(weights, True)):
+                grads = jax.grad(loss)(weights, False), jax.grad(loss)(weights, True)
+                for fast, auto in zip(*grads):
                     # atol: bias gradients are sums with cancellation, ~1e-5 of float32 noise
                     np.testing.assert_allclose(fast, auto, rtol=1e-4, atol=1e-4)
         print(keras.backend.backend())
@@ -381,8 +396,12 @@ def test_non_4d_input_is_refused():
 
 def test_reference_alias_accepts_the_reference_signature():
     layer = SelfAttention_Conv2D(
-        filters=None, num_heads=None, gamma=0.01, activation="linear",
-        return_attention_scores=False, trainable=True,
+        filters=None,
+        num_heads=None,
+        gamma=0.01,
+        activation="linear",
+        return_attention_scores=False,
+        trainable=True,
     )
     assert layer.num_heads == 1 and layer.trainable
     y, features = SelfAttention_Conv2D(filters=8, return_attention_scores="features")(
