@@ -8,13 +8,14 @@ finished (a paired design: the same seed gives both the same data order). For ev
 - `diff_ci_low`, `diff_ci_high`: its 95% confidence interval, t-based (n - 1 degrees of freedom);
 - `p_value`: the paired t-test's two-sided p-value;
 - `p_adjusted`: Holm's step-down adjustment over every comparison of the run (the family-wise
-  error rate stays at 5% however many finalists and twins a run compares);
+  error rate stays at 5% however many finalists and twins a run compares; a comparison whose
+  pairs all differ by the same amount has no spread to test and is left out);
 - `detectable_diff`: the smallest true difference that this design (these n seeds, this spread
   of the differences) detects with 80% power when the comparison must pass the strictest
   Holm threshold (5% divided by the number of comparisons);
 - `verdict`: `attention better` or `baseline better` when the adjusted p-value is below 5% (the
   interval then lies wholly on that side of zero), else `no detectable difference`; `cannot
-  compare` with fewer than 2 pairs.
+  compare` with fewer than 2 pairs or no spread.
 
 The t distribution and test are scipy's, the power calculation statsmodels'. This module imports
 them on first use.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,8 +55,9 @@ def paired(a: Sequence[float], b: Sequence[float], *, alpha: float = ALPHA) -> d
         alpha: 1 - the interval's confidence. Defaults to 0.05.
 
     Returns:
-        A dict with `n`, `diff_mean`, `diff_std`, `diff_ci_low`, `diff_ci_high`, `p_value` (NaN
-        where undefined: fewer than 2 pairs, or differences without spread).
+        A dict with `n`, `diff_mean`, `diff_std`, `diff_ci_low`, `diff_ci_high` (NaN with
+        fewer than 2 pairs, or when every pair differs by the same amount) and `p_value`
+        (scipy's paired t-test; NaN with fewer than 2 pairs).
     """
     import numpy as np
     from scipy import stats
@@ -67,14 +70,20 @@ def paired(a: Sequence[float], b: Sequence[float], *, alpha: float = ALPHA) -> d
         return out
     sd = float(d.std(ddof=1))
     out["diff_std"] = sd
-    if not sd > 1e-12:
-        return out  # every pair differs by the same amount: no spread to test against
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no spread: scipy's t is infinite or undefined
+        out["p_value"] = float(stats.ttest_rel(a, b).pvalue)
+    if not _has_spread(sd):
+        return out  # every pair differs by the same amount: no interval, no verdict
     se = sd / math.sqrt(n)
     t_crit = float(stats.t.ppf(1 - alpha / 2, n - 1))
     out["diff_ci_low"] = out["diff_mean"] - t_crit * se
     out["diff_ci_high"] = out["diff_mean"] + t_crit * se
-    out["p_value"] = float(stats.ttest_rel(a, b).pvalue)
     return out
+
+
+def _has_spread(sd: float) -> bool:
+    return sd > 1e-12  # float noise of equal differences is ~1e-16
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -123,13 +132,13 @@ def detectable_difference(
     Returns:
         The difference (same units as `sd`), or NaN with fewer than 2 pairs or no spread.
     """
-    if n < 2 or not sd > 1e-12 or comparisons < 1:
+    if n < 2 or not _has_spread(sd) or comparisons < 1:
         return _NAN
     return _effect_size(int(n), alpha / comparisons, power) * float(sd)
 
 
 def _verdict(n: int, p_adjusted: float, low: float, high: float, alpha: float) -> str:
-    if n < 2:
+    if n < 2 or math.isnan(low):
         return "cannot compare"
     if not math.isnan(p_adjusted) and p_adjusted < alpha:
         if low > 0:
@@ -157,8 +166,10 @@ def compare(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], *, alpha: 
     ('attention better', 0.1)
     """
     rows = [paired(a, b, alpha=alpha) for a, b in pairs]
-    adjusted = holm([r["p_value"] for r in rows])
-    m = sum(1 for r in rows if r["n"] >= 2)
+    # The family: comparisons with at least 2 pairs and a spread (the others cannot be tested).
+    testable = [r["n"] >= 2 and _has_spread(r["diff_std"]) for r in rows]
+    adjusted = holm([r["p_value"] if ok else _NAN for r, ok in zip(rows, testable, strict=True)])
+    m = sum(testable)
     for row, p_adj in zip(rows, adjusted, strict=True):
         row["p_adjusted"] = p_adj
         row["detectable_diff"] = detectable_difference(row["n"], row["diff_std"], m, alpha=alpha)
@@ -206,6 +217,11 @@ def sentence(row: Mapping[str, Any]) -> str:
     )
     n = _int(row.get("pairs", row.get("repeats")))
     verdict = row.get("verdict") or "cannot compare"
+    if verdict == "cannot compare" and n >= 2:
+        return head + (
+            f"cannot compare (the {n} seeds' differences are all equal, so their spread cannot "
+            "be estimated: raise `--repeats`)."
+        )
     if verdict == "cannot compare":
         return head + (
             f"cannot compare ({n} seed(s) finished by both; at least 2 are needed: "

@@ -30,9 +30,11 @@ def test_paired_difference_interval_and_p_value():
     "a, b",
     [([0.9], [0.8]), ([], []), ([0.9, 0.8], [0.8, 0.7])],  # one pair, none, no spread
 )
-def test_paired_leaves_undefined_statistics_nan(a, b):
+def test_paired_leaves_undefined_intervals_nan_and_no_verdict(a, b):
     row = stats.paired(a, b)
-    assert math.isnan(row["p_value"]) and math.isnan(row["diff_ci_low"])
+    assert math.isnan(row["diff_ci_low"]) and math.isnan(row["diff_ci_high"])
+    (compared,) = stats.compare([(a, b)])
+    assert compared["verdict"] == "cannot compare" and math.isnan(compared["p_adjusted"])
 
 
 def test_holm_matches_the_step_down_rule_and_keeps_nan():
@@ -113,6 +115,12 @@ _ROW = {"finalist": 2, "trial_id": 7, "placement": "1+2", "repeats": 5}
             "it: +0.4 points [-1.0, +1.8], 5 seeds, adjusted p = 0.9: no detectable difference "
             "(this run could have detected 2.6 points or more; add seeds with `--repeats` to "
             "detect less).",
+        ),
+        (
+            {**_ROW, "family": "plain", "diff_mean": 0.1, "verdict": "cannot compare"},
+            "Finalist 2 (trial #7). Attention after blocks 1 and 2 vs the same network without "
+            "it: cannot compare (the 5 seeds' differences are all equal, so their spread cannot "
+            "be estimated: raise `--repeats`).",
         ),
         (
             {**_ROW, "family": "plain", "repeats": 1, "verdict": "cannot compare"},
