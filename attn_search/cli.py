@@ -174,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also show every hyperparameter column (the full leaderboard.csv)",
     )
+    p.add_argument(
+        "--verdict",
+        action="store_true",
+        help="print the verdict in words (from comparison.csv): one sentence per finalist "
+        "and baseline twin",
+    )
     p = command("export", _cmd_export, *_DESCRIPTIONS["export"], run_dir=True)
     p.add_argument(
         "--format",
@@ -267,6 +273,11 @@ def _print_run_summary(result: Any) -> None:
         print()
         print("Comparison (comparison.csv):")
         print(format_table(comparison))
+    if getattr(result, "verdict", None):
+        print()
+        print("Verdict:")
+        for line in result.verdict:
+            print(f"  {line}")
     report = RunFolder(result.run_dir).report_path("report.md")
     if report.is_file():
         print()
@@ -285,6 +296,11 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from attn_search.runfolder import RunFolder
 
     folder = RunFolder(args.run_dir)
+    if args.verdict:
+        from attn_search.comparison import verdict_sentences
+
+        print("\n".join(verdict_sentences(folder.read_comparison())))
+        return EXIT_OK
     table = folder.read_comparison() if args.comparison else folder.read_leaderboard()
     if args.family is not None:
         if "family" not in table.columns:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from attn_search.comparison import COMPARISON_COLUMNS, comparison_frame
 from attn_search.errors import RunDirError
 from attn_search.formatting import frame_cells, text_table
 
@@ -59,26 +60,8 @@ LEADERBOARD_COLUMNS = (
 _HEAD = LEADERBOARD_COLUMNS[:9]  # before gamma_* and the hyperparameters
 _TAIL = LEADERBOARD_COLUMNS[9:]
 
-COMPARISON_COLUMNS = (
-    "section",
-    "family",
-    "placement",
-    "finalist",
-    "trial_id",
-    "trials",
-    "complete",
-    "best_val_accuracy",
-    "mean_val_accuracy",
-    "repeats",
-    "test_accuracy_mean",
-    "test_accuracy_std",
-    "diff_mean",
-    "diff_std",
-    "p_value",
-)
-
 _STATUS_ORDER = {"complete": 0, "skipped": 1, "pruned": 2, "failed": 3}
-_TEXT = ("status", "family", "placement", "engine", "error", "section")
+_TEXT = ("status", "family", "placement", "engine", "error", "section", "verdict")
 
 
 def placement_label(placements: Any) -> str:
@@ -164,104 +147,6 @@ def _all_integers(values: Iterable[Any]) -> bool:
             return False
         found = True
     return found
-
-
-def comparison_frame(
-    leaderboard: pd.DataFrame,
-    finalist_runs: Sequence[dict[str, Any]] = (),
-    families: Sequence[str] = ("attention", "plain", "matched"),
-) -> pd.DataFrame:
-    """Attention against its baselines: per family, per placement, and for the finalists.
-
-    Args:
-        leaderboard: The leaderboard (`records_to_frame`).
-        finalist_runs: One dict per finalist fit: `finalist` (rank from 1), `trial_id`,
-            `family`, `placement`, `seed`, `test_accuracy` (NaN or `None` if it failed).
-        families: The families in the order the rows should follow.
-
-    Returns:
-        A DataFrame with `COMPARISON_COLUMNS`. `section` is `"family"` (every trial of a
-        family), `"placement"` (per family and placement) or `"finalist"` (test accuracy over
-        the repeats; for a twin row, `diff_mean`/`diff_std` are the paired difference
-        attention - twin over the seeds both finished, and `p_value` the paired t-test's, NaN
-        with fewer than 2 pairs).
-    """
-    import pandas as pd
-
-    rows: list[dict[str, Any]] = []
-    lb = leaderboard
-    order = {f: i for i, f in enumerate(families)}
-    if len(lb):
-        fam_keys = sorted(lb["family"].dropna().unique(), key=lambda f: (order.get(f, 99), f))
-        for fam in fam_keys:
-            rows.append(_group_row("family", fam, "", lb[lb["family"] == fam]))
-        groups = lb.dropna(subset=["family"]).groupby(["family", "placement"], sort=False)
-        keys = sorted(groups.groups, key=lambda k: (order.get(k[0], 99), k[0], str(k[1])))
-        for fam, place in keys:
-            rows.append(_group_row("placement", fam, place, groups.get_group((fam, place))))
-
-    runs = pd.DataFrame(list(finalist_runs))
-    if len(runs):
-        runs["test_accuracy"] = pd.to_numeric(runs["test_accuracy"], errors="coerce")
-        for (rank, trial_id), fin in runs.groupby(["finalist", "trial_id"], sort=True):
-            att = fin[fin["family"] == "attention"].set_index("seed")["test_accuracy"]
-            fams = sorted(fin["family"].unique(), key=lambda f: (order.get(f, 99), f))
-            for fam in fams:
-                part = fin[fin["family"] == fam]
-                acc = part["test_accuracy"].dropna().to_numpy(dtype=float)
-                row = {
-                    "section": "finalist",
-                    "family": fam,
-                    "placement": str(part["placement"].iloc[0]),
-                    "finalist": int(rank),
-                    "trial_id": int(trial_id),
-                    "repeats": int(len(acc)),
-                    "test_accuracy_mean": float(acc.mean()) if len(acc) else math.nan,
-                    "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan,
-                }
-                if fam != "attention":
-                    twin = part.set_index("seed")["test_accuracy"]
-                    pairs = pd.concat([att, twin], axis=1, keys=["a", "t"]).dropna()
-                    diff = (pairs["a"] - pairs["t"]).to_numpy(dtype=float)
-                    row["diff_mean"] = float(diff.mean()) if len(diff) else math.nan
-                    row["diff_std"] = float(diff.std(ddof=1)) if len(diff) > 1 else math.nan
-                    row["p_value"] = _paired_p(pairs["a"].to_numpy(), pairs["t"].to_numpy())
-                rows.append(row)
-    df = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
-    for col in ("finalist", "trial_id", "trials", "complete", "repeats"):
-        df[col] = pd.array(df[col], dtype="Int64")
-    for col in COMPARISON_COLUMNS[7:]:
-        if col != "repeats":
-            df[col] = df[col].astype(float)
-    return df
-
-
-def _group_row(section: str, family: str, placement: str, part: pd.DataFrame) -> dict:
-    acc = part.loc[part["status"] == "complete", "best_val_accuracy"].astype(float).dropna()
-    return {
-        "section": section,
-        "family": family,
-        "placement": placement,
-        "trials": int(len(part)),
-        "complete": int((part["status"] == "complete").sum()),
-        "best_val_accuracy": float(acc.max()) if len(acc) else math.nan,
-        "mean_val_accuracy": float(acc.mean()) if len(acc) else math.nan,
-    }
-
-
-def _paired_p(a, b) -> float:
-    import warnings
-
-    import numpy as np
-    from scipy import stats
-
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) < 2:
-        return math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # identical pairs: zero variance, p is NaN
-        p = stats.ttest_rel(a, b).pvalue
-    return float(p)
 
 
 def _num(value: Any) -> float:
@@ -361,7 +246,9 @@ def read_comparison(run_dir: os.PathLike | str) -> pd.DataFrame:
     Raises:
         RunDirError: `run_dir` is not a folder or holds no comparison.csv.
     """
-    df = _read(run_dir, COMPARISON_FILE, ("finalist", "trial_id", "trials", "complete", "repeats"))
+    df = _read(
+        run_dir, COMPARISON_FILE, ("finalist", "trial_id", "trials", "complete", "repeats", "pairs")
+    )
     if "placement" in df.columns:
         df["placement"] = df["placement"].fillna("")
     return df

@@ -13,7 +13,8 @@ A run folder holds:
   `sessions` (one per process that worked on the run: `started_at`, `finished_at`, `pid`,
   `status`, `timings` with `search_seconds`, `finalists_seconds`, `total_seconds`), the last
   session's `timings`, `trials` (a count per status), `stopped_by` (`time_budget`, `engine` or
-  `null`), `best_trial`, `best_model`, `finalist_fits`, and `error` for a failed run.
+  `null`), `best_trial`, `best_model`, `finalist_fits`, `verdict` (the answer in words, one
+  sentence per finalist and baseline twin), and `error` for a failed run.
 - `finalists.json`: `{"runs": [...]}`, one entry per finalist fit (`finalist`, `trial_id`,
   `family`, `seed`, `placement`, `test_accuracy`, `test_loss`, `val_accuracy`, `params`,
   `epochs`, `gammas`, `train_seconds`, `error`).
@@ -93,6 +94,7 @@ RUN_SCHEMA = {
     "best_trial": "trial_id, family, placements, best_val_accuracy",
     "best_model": "file, trial_id, family, best_val_accuracy",
     "finalist_fits": "the number of finalist fits recorded",
+    "verdict": "the answer in words: one sentence per finalist and baseline twin",
     "error": "the error of a failed run",
 }
 

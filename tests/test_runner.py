@@ -7,6 +7,7 @@ whole file stays within a couple of minutes on 2 CPU cores.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -21,6 +22,8 @@ import time
 import numpy as np
 import pytest
 
+from attn_search import stats
+from attn_search.comparison import verdict_sentences
 from attn_search.errors import AttnSearchError, ConfigError, RunDirError
 from attn_search.runner import ProgressPrinter, RunConfig, run_search
 
@@ -615,3 +618,22 @@ def test_resume_keeps_finalist_fits_whose_rank_changed(tmp_path, monkeypatch):
     assert len(rows) == 6
     swapped = {int(t): int(f) for t, f in zip(rows["trial_id"], rows["finalist"], strict=True)}
     assert swapped == {t: 3 - r for t, r in ranks.items()}
+
+
+def test_resume_with_more_repeats_adds_only_the_new_seeds(tmp_path, monkeypatch):
+    from attn_search.runner import training
+
+    out = tmp_path / "run"
+    config = _config("optuna", out, trials=2, finalists=1, repeats=2, pruner="none")
+    first = run_search(config)
+    assert len(first.verdict) == 2  # one sentence per baseline twin
+    assert json.loads((out / "run.json").read_text())["verdict"] == first.verdict
+    seeds = []
+    fit = training.fit
+    monkeypatch.setattr(training, "fit", lambda *a, **k: seeds.append(k["seed"]) or fit(*a, **k))
+    result = run_search(dataclasses.replace(config, repeats=3))
+    assert seeds == [3000, 3000, 3000]  # the new seed, once per family; nothing else
+    fin = result.comparison[result.comparison["section"] == "finalist"]
+    assert list(fin["repeats"]) == [3, 3, 3] and list(fin["pairs"].iloc[1:]) == [3, 3]
+    assert all(v in stats.VERDICTS for v in fin["verdict"].iloc[1:])
+    assert result.verdict == verdict_sentences(result.comparison)

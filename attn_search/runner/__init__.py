@@ -62,6 +62,8 @@ class RunResult:
         best_model_path: `best_model.keras`, or `None` when no trial completed.
         status: `"complete"`, or `"stopped"` (the time budget or the engine ended the search
             before `trials`; the finalists still ran).
+        verdict: The answer in words: one sentence per finalist and baseline twin (see
+            `attn_search.stats.sentence`), also in run.json and the report.
     """
 
     run_dir: pathlib.Path
@@ -69,6 +71,7 @@ class RunResult:
     comparison: pd.DataFrame
     best_model_path: pathlib.Path | None
     status: str
+    verdict: list[str] = dataclasses.field(default_factory=list)
 
 
 def run_search(
@@ -162,6 +165,7 @@ def _execute(run: Run, t_start: float) -> RunResult:
         raise
     status = "stopped" if state["stopped_by"] else "complete"
     board, comparison = _finish(run, status, timings, t_start, state)
+    verdict = run.log.info.get("verdict") or []
     _write_report(run)
     best = run.folder.best_model_path
     return RunResult(
@@ -170,11 +174,13 @@ def _execute(run: Run, t_start: float) -> RunResult:
         comparison=comparison,
         best_model_path=best if best.exists() else None,
         status=status,
+        verdict=list(verdict),
     )
 
 
 def _finish(run: Run, status: str, timings: dict, t_start: float, state: dict, **extra: Any):
     """Writes the tables and run.json's final state, and closes the engine."""
+    from attn_search.comparison import verdict_sentences
     from attn_search.runner.finalists import current_fits
     from attn_search.runner.planning import best_record, choose_finalists
 
@@ -182,11 +188,14 @@ def _finish(run: Run, status: str, timings: dict, t_start: float, state: dict, *
     run.log.session["timings"] = timings
     records: list[dict[str, Any]] = []
     board = comparison = None
+    verdict: list[str] = []
     try:
         records = run.engine.records()
         chosen = choose_finalists(records, run.config.finalists)
         fits = current_fits(run.folder.read_finalists(), chosen)
         board, comparison = run.write_tables(records, fits)
+        if run.config.finalists:
+            verdict = verdict_sentences(comparison)
     except Exception:  # noqa: BLE001 - never hide the original error behind this one
         fits = []
     counts: dict[str, int] = {}
@@ -204,6 +213,7 @@ def _finish(run: Run, status: str, timings: dict, t_start: float, state: dict, *
             else None
         ),
         finalist_fits=len(fits),
+        verdict=verdict,
         **extra,
     )
     run.engine.close()

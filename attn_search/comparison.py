@@ -1,0 +1,163 @@
+"""comparison.csv: attention against its baselines, per family, per placement, and for the
+finalists with the verdict's statistics (see `attn_search.stats`).
+
+pandas is imported inside the functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from attn_search import stats
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["COMPARISON_COLUMNS", "comparison_frame", "verdict_sentences"]
+
+#: comparison.csv's columns, in order (documented in the README, "Reading comparison.csv").
+COMPARISON_COLUMNS = (
+    "section",
+    "family",
+    "placement",
+    "finalist",
+    "trial_id",
+    "trials",
+    "complete",
+    "best_val_accuracy",
+    "mean_val_accuracy",
+    "repeats",
+    "test_accuracy_mean",
+    "test_accuracy_std",
+    "pairs",
+    "diff_mean",
+    "diff_std",
+    "diff_ci_low",
+    "diff_ci_high",
+    "p_value",
+    "p_adjusted",
+    "detectable_diff",
+    "verdict",
+)
+_INTS = ("finalist", "trial_id", "trials", "complete", "repeats", "pairs")
+_TEXT = ("section", "family", "placement", "verdict")
+
+
+def comparison_frame(
+    leaderboard: pd.DataFrame,
+    finalist_runs: Sequence[dict[str, Any]] = (),
+    families: Sequence[str] = ("attention", "plain", "matched"),
+) -> pd.DataFrame:
+    """Attention against its baselines: per family, per placement, and for the finalists.
+
+    Args:
+        leaderboard: The leaderboard (`records_to_frame`).
+        finalist_runs: One dict per finalist fit: `finalist` (rank from 1), `trial_id`,
+            `family`, `placement`, `seed`, `test_accuracy` (NaN or `None` if it failed).
+        families: The families in the order the rows should follow.
+
+    Returns:
+        A DataFrame with `COMPARISON_COLUMNS`. `section` is `"family"` (every trial of a
+        family), `"placement"` (per family and placement) or `"finalist"` (test accuracy over
+        the repeats). A finalist's twin row compares attention with that twin over the seeds
+        both finished (`pairs`): `diff_*`, `p_value`, `p_adjusted` (Holm, over every twin row
+        of the run), `detectable_diff` and `verdict`, as `attn_search.stats.compare` defines.
+    """
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    order = {f: i for i, f in enumerate(families)}
+    rows += _search_rows(leaderboard, order)
+    runs = pd.DataFrame(list(finalist_runs))
+    twins: list[tuple[dict[str, Any], Any, Any]] = []
+    if len(runs):
+        runs["test_accuracy"] = pd.to_numeric(runs["test_accuracy"], errors="coerce")
+        for (rank, trial_id), fin in runs.groupby(["finalist", "trial_id"], sort=True):
+            att = fin[fin["family"] == "attention"].set_index("seed")["test_accuracy"]
+            fams = sorted(fin["family"].unique(), key=lambda f: (order.get(f, 99), f))
+            for fam in fams:
+                part = fin[fin["family"] == fam]
+                acc = part["test_accuracy"].dropna().to_numpy(dtype=float)
+                row = {
+                    "section": "finalist",
+                    "family": fam,
+                    "placement": str(part["placement"].iloc[0]),
+                    "finalist": int(rank),
+                    "trial_id": int(trial_id),
+                    "repeats": int(len(acc)),
+                    "test_accuracy_mean": float(acc.mean()) if len(acc) else math.nan,
+                    "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan,
+                }
+                if fam != "attention":
+                    twin = part.set_index("seed")["test_accuracy"]
+                    both = pd.concat([att, twin], axis=1, keys=["a", "t"]).dropna()
+                    twins.append((row, both["a"].to_numpy(), both["t"].to_numpy()))
+                rows.append(row)
+    for (row, _, _), result in zip(
+        twins, stats.compare([(a, t) for _, a, t in twins]), strict=True
+    ):
+        row.update({("pairs" if k == "n" else k): v for k, v in result.items()})
+    return _typed(pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)))
+
+
+def _search_rows(lb: pd.DataFrame, order: dict[str, int]) -> list[dict[str, Any]]:
+    if not len(lb):
+        return []
+    rows = []
+    fam_keys = sorted(lb["family"].dropna().unique(), key=lambda f: (order.get(f, 99), f))
+    for fam in fam_keys:
+        rows.append(_group_row("family", fam, "", lb[lb["family"] == fam]))
+    groups = lb.dropna(subset=["family"]).groupby(["family", "placement"], sort=False)
+    keys = sorted(groups.groups, key=lambda k: (order.get(k[0], 99), k[0], str(k[1])))
+    for fam, place in keys:
+        rows.append(_group_row("placement", fam, place, groups.get_group((fam, place))))
+    return rows
+
+
+def _group_row(section: str, family: str, placement: str, part: pd.DataFrame) -> dict:
+    acc = part.loc[part["status"] == "complete", "best_val_accuracy"].astype(float).dropna()
+    return {
+        "section": section,
+        "family": family,
+        "placement": placement,
+        "trials": int(len(part)),
+        "complete": int((part["status"] == "complete").sum()),
+        "best_val_accuracy": float(acc.max()) if len(acc) else math.nan,
+        "mean_val_accuracy": float(acc.mean()) if len(acc) else math.nan,
+    }
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    for col in COMPARISON_COLUMNS:
+        if col in _INTS:
+            df[col] = pd.array(df[col], dtype="Int64")
+        elif col not in _TEXT:
+            df[col] = df[col].astype(float)
+    df["verdict"] = df["verdict"].astype(object).where(df["verdict"].notna(), None)
+    return df
+
+
+def verdict_sentences(comparison: pd.DataFrame) -> list[str]:
+    """The run's answer in words: one sentence per finalist and twin, or why there is none.
+
+    Args:
+        comparison: A comparison (`comparison_frame` or `read_comparison`).
+
+    Returns:
+        The sentences (`attn_search.stats.sentence`), finalists in rank order.
+    """
+    if not len(comparison) or "section" not in comparison.columns:
+        return ["No comparison: the run has no finalists yet."]
+    twins = comparison[
+        (comparison["section"] == "finalist") & (comparison["family"] != "attention")
+    ]
+    if not len(twins):
+        return [
+            "No comparison: no finalist was retrained beside its twins (run with --finalists 1 "
+            "or more, and at least one complete attention trial)."
+        ]
+    return [stats.sentence(row) for row in twins.to_dict("records")]
