@@ -21,7 +21,6 @@ holds another run); 130 interrupted with Ctrl-C. Errors are one line on stderr,
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import traceback
@@ -30,6 +29,7 @@ from typing import Any, NoReturn
 
 from attn_search import __version__
 from attn_search._cli_flags import add_run_flags, choice, positive_int, run_config
+from attn_search._cli_quiet import quiet_tensorflow
 from attn_search.errors import (
     AttnSearchError,
     ConfigError,
@@ -197,53 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- handlers
-def _quiet_tensorflow(args: argparse.Namespace) -> None:
-    """Keeps TensorFlow's and Keras' chatter from burying the progress lines.
-
-    --verbose or --debug keep everything.
-    """
-    if getattr(args, "debug", False) or getattr(args, "verbose", 0):
-        return
-    import logging
-    import warnings
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
-    _import_tensorflow_quietly()
-
-
-def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with its C++ start-up lines (oneDNN, CUDA probing) kept off stderr.
-
-    Those lines are printed before TF_CPP_MIN_LOG_LEVEL takes effect, straight to file
-    descriptor 2; they are captured here and shown only if the import fails.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # the CUDA probe prints its line here
-        except BaseException:
-            os.dup2(saved, 2)
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode("utf-8", "replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     config = run_config(args)
-    _quiet_tensorflow(args)
+    quiet_tensorflow(args)
     import attn_search.layers  # noqa: F401 - registers the layer before any model is loaded
     from attn_search.runner import run_search
 
@@ -331,7 +287,7 @@ def _narrow(table: Any) -> Any:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    _quiet_tensorflow(args)
+    quiet_tensorflow(args)
     from attn_search.export import export_model
 
     path = export_model(args.run_dir, args.format, args.to, overwrite=args.overwrite)
@@ -340,7 +296,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    _quiet_tensorflow(args)
+    quiet_tensorflow(args)
     from attn_search.report import write_report
 
     path = write_report(args.run_dir)

@@ -160,4 +160,13 @@ def verdict_sentences(comparison: pd.DataFrame) -> list[str]:
             "No comparison: no finalist was retrained beside its twins (run with --finalists 1 "
             "or more, and at least one complete attention trial)."
         ]
-    return [stats.sentence(row) for row in twins.to_dict("records")]
+    finalists = comparison[comparison["section"] == "finalist"]
+    # A twin row's own placement is its own model's ("none" for plain): name attention's.
+    where = {
+        (r["finalist"], r["trial_id"]): r["placement"]
+        for r in finalists[finalists["family"] == "attention"].to_dict("records")
+    }
+    return [
+        stats.sentence({**row, "placement": where.get((row["finalist"], row["trial_id"]))})
+        for row in twins.to_dict("records")
+    ]

@@ -24,10 +24,10 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-from collections.abc import Sequence
 from typing import Any
 
-from attn_search._atomic import atomic_path, write_text_atomic
+from attn_search._atomic import write_text_atomic
+from attn_search._report_plots import attention_figure, bar_chart
 from attn_search.formatting import format_cell, frame_cells, markdown_table
 from attn_search.runfolder import RunFolder
 
@@ -78,7 +78,9 @@ def write_report(
 
     lines = [f"# attn-search report: {folder.path.name}", ""]
     lines += _settings_section(config, folder.read_run_info())
-    lines += _comparison_section(folder.read_table("comparison"))
+    comparison = folder.read_table("comparison")
+    lines += _verdict_section(comparison)
+    lines += _comparison_section(comparison)
     lines += _families_section(leaderboard, folder)
     lines += _top_section(leaderboard, top)
     lines += _model_sections(folder, config, images, num_images)
@@ -149,6 +151,22 @@ def _run_rows(info: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def _verdict_section(comparison: Any) -> list[str]:
+    from attn_search.comparison import verdict_sentences
+
+    lines = ["## Verdict", ""]
+    if comparison is None or not len(comparison):
+        return lines + ["No comparison.csv yet (the run has not reached its finalists).", ""]
+    lines += [f"- {line}" for line in verdict_sentences(comparison)]
+    return lines + [
+        "",
+        "Each sentence: attention minus the baseline twin, in points of test accuracy, its 95% "
+        "interval, the seeds both finished, and the p-value adjusted (Holm) over every "
+        "comparison of the run.",
+        "",
+    ]
+
+
 def _comparison_section(comparison: Any) -> list[str]:
     lines = ["## Attention against its baselines", ""]
     if comparison is None or not len(comparison):
@@ -157,7 +175,8 @@ def _comparison_section(comparison: Any) -> list[str]:
         "From `comparison.csv`. Search rows: validation accuracy per family and placement. "
         "Finalist rows: test accuracy over repeated seeds, each baseline twin trained on the "
         "same seeds as its attention model; `diff_mean` is attention minus that baseline, paired "
-        "over the seeds (positive: attention wins), `p_value` a paired t-test's.",
+        "over the seeds (positive: attention wins), with its interval, `p_adjusted` and the "
+        "`verdict`.",
         "",
     ]
     if "section" not in comparison.columns:
@@ -192,7 +211,7 @@ def _families_section(leaderboard: Any, folder: RunFolder) -> list[str]:
     ]
     path = folder.report_path("report_families.png")
     try:
-        _bar_chart(bars, path, title=f"{label}: best (bar) and mean (line)")
+        bar_chart(bars, path, title=f"{label}: best (bar) and mean (line)")
         lines += [f"![{label} by family and placement]({path.name})", ""]
     except Exception as exc:  # noqa: BLE001 - a plot must not cost the report
         lines += [f"(plot skipped: {type(exc).__name__}: {exc})", ""]
@@ -253,7 +272,7 @@ def _model_sections(folder: RunFolder, config: dict, images: Any, num_images: in
         images = _to_numpy(images)[:num_images].astype("float32")
         maps = [_attention_map(model, layer, images) for layer in layers]
         path = folder.report_path("report_attention.png")
-        _attention_figure(images, maps, [x.name for x in layers], path)
+        attention_figure(images, maps, [x.name for x in layers], path)
         map_lines += [
             "Each row is a validation image; each further column, one attention layer: where "
             "its queries look on average (mean over heads and query positions), brighter is "
@@ -334,81 +353,3 @@ def _attention_map(model: Any, layer: Any, images: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- drawing (Pillow)
-_CELL = 96
-
-
-def _heat(values: Any) -> Any:
-    """[0, 1] -> an RGB "hot" colormap (black, red, yellow, white), uint8."""
-    import numpy as np
-
-    v = np.clip(values, 0.0, 1.0)
-    rgb = np.stack([np.clip(3 * v, 0, 1), np.clip(3 * v - 1, 0, 1), np.clip(3 * v - 2, 0, 1)], -1)
-    return (rgb * 255).astype("uint8")
-
-
-def _image_rgb(image: Any) -> Any:
-    import numpy as np
-
-    image = np.clip(np.asarray(image, dtype="float32"), 0.0, 1.0)
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    elif image.shape[-1] != 3:
-        image = np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1)
-    return (image * 255).astype("uint8")
-
-
-def _attention_figure(
-    images: Any, maps: Sequence[Any], names: Sequence[str], path: pathlib.Path
-) -> None:
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    header = 16
-    cols = 1 + len(maps)
-    canvas = Image.new(
-        "RGB", (cols * (_CELL + 4) + 4, header + len(images) * (_CELL + 4) + 4), "white"
-    )
-    draw = ImageDraw.Draw(canvas)
-    for c, title in enumerate(["image", *names]):
-        draw.text(
-            (4 + c * (_CELL + 4), 2), title if len(title) <= 16 else title[:15] + "~", fill="black"
-        )
-    for r, image in enumerate(images):
-        top = header + 4 + r * (_CELL + 4)
-        base = Image.fromarray(_image_rgb(image)).resize((_CELL, _CELL), Image.NEAREST)
-        canvas.paste(base, (4, top))
-        for c, amap in enumerate(maps):
-            a = np.asarray(amap[r], dtype="float32")
-            a = (a - a.min()) / (a.max() - a.min() + 1e-12)
-            heat = Image.fromarray(_heat(a)).resize((_CELL, _CELL), Image.BILINEAR)
-            canvas.paste(Image.blend(base, heat, 0.6), (4 + (c + 1) * (_CELL + 4), top))
-    _save_png_atomic(canvas, path)
-
-
-def _bar_chart(bars: Sequence[tuple[str, float, float]], path: pathlib.Path, *, title: str) -> None:
-    """Horizontal bars (best) with a tick (mean), on a 0..1 axis."""
-    from PIL import Image, ImageDraw
-
-    colors = {"attention": (214, 96, 77), "plain": (67, 147, 195), "matched": (120, 120, 120)}
-    label_w, bar_w, row_h, top = 220, 360, 20, 24
-    canvas = Image.new("RGB", (label_w + bar_w + 60, top + row_h * len(bars) + 10), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((4, 4), title, fill="black")
-    for i, (label, best, mean) in enumerate(bars):
-        y = top + i * row_h
-        family = label.split(" / ")[0]
-        color = colors.get(family, (150, 150, 150))
-        draw.text((4, y + 4), label[:34], fill="black")
-        x1 = label_w + int(bar_w * min(max(best, 0.0), 1.0))
-        draw.rectangle([label_w, y + 3, max(label_w + 1, x1), y + row_h - 3], fill=color)
-        xm = label_w + int(bar_w * min(max(mean, 0.0), 1.0))
-        draw.line([xm, y + 1, xm, y + row_h - 1], fill="black", width=2)
-        draw.text((label_w + bar_w + 6, y + 4), f"{best:.3f}", fill="black")
-    draw.line([label_w, top, label_w, top + row_h * len(bars)], fill="black")
-    _save_png_atomic(canvas, path)
-
-
-# --------------------------------------------------------------------------- writing
-def _save_png_atomic(image: Any, path: pathlib.Path) -> None:
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")

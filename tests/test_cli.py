@@ -665,7 +665,7 @@ def real_runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
-def test_run_command_writes_every_output(real_runs, engine):
+def test_run_command_writes_every_output(real_runs, engine, capsys):
     import pandas as pd
 
     out, code, stdout, stderr = real_runs[engine]
@@ -704,7 +704,15 @@ def test_run_command_writes_every_output(real_runs, engine):
     finalists = comparison[comparison["section"] == "finalist"]
     assert sorted(finalists["family"]) == ["attention", "matched", "plain"]
     assert list(finalists["repeats"]) == [2, 2, 2]
-    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "complete"
+    # The answer in words: run.json, the end of the terminal output, `leaderboard --verdict`.
+    assert len(info["verdict"]) == 2
+    assert "\nVerdict:\n" + "".join(f"  {line}\n" for line in info["verdict"]) in stdout
+    assert main(["leaderboard", str(out), "--verdict"]) == 0
+    assert capsys.readouterr().out == "".join(f"{line}\n" for line in info["verdict"])
+    for line in info["verdict"]:
+        assert line.startswith("Finalist 1 (trial #1). Attention after block")
 
 
 def test_export_and_report_of_a_real_run(real_runs, tmp_path, capsys):
@@ -740,6 +748,7 @@ def test_export_and_report_of_a_real_run(real_runs, tmp_path, capsys):
     assert "## Learned gamma (best model)\n" in text
     # The "Run" table shows run.json's status, start and timings (its documented schema).
     info = json.loads((out / "run.json").read_text())
+    assert "## Verdict\n\n" + "".join(f"- {line}\n" for line in info["verdict"]) in text
     timings = info["timings"]
     assert (
         "| setting | value |\n|---|---|\n| status | complete |\n"
