@@ -8,6 +8,18 @@ paired differences attention - twin (mean, standard deviation, smallest).
 
 Run:
     .venv/bin/python benchmarks/control_check.py --seeds 5
+
+Measured (2 shared CPU cores, space defaults: 2 heads after block 1, adam 0.003, batch 32,
+8 epochs, early stopping; 4000 training images, 2000 test images per seed):
+
+    seed         attention             plain           matched
+       0     0.999 (  37s)     0.246 (   8s)     0.256 (   9s)
+       1     1.000 (  47s)     0.256 (  12s)     0.243 (  18s)
+       2     0.956 (  44s)     0.255 (   7s)     0.252 (   9s)
+       3     0.998 (  35s)     0.253 (   7s)     0.267 (  17s)
+       4     1.000 (  38s)     0.250 (  13s)     0.244 (  17s)
+    attention - plain: mean +0.739  sd 0.021  min +0.701
+    attention - matched: mean +0.738  sd 0.022  min +0.703
 """
 
 from __future__ import annotations
