@@ -41,15 +41,16 @@ def make_lookup(
     both.
 
     Made for content-based lookup, and against shortcuts: every image holds each colour and each
-    orientation exactly once, so colour and orientation counts, and any sum of local features
-    that sees one bar at a time, are the same in every image; positions are drawn independently
-    of colours and orientations; the marker's colour is uniform and independent of the label
-    (classes balanced). Only the pairing "marker colour -> bar of that colour -> its
-    orientation" gives the answer. A convnet whose receptive field before global pooling is
-    smaller than ``gap`` sees at most one of the two, and global average pooling sums local
-    features, so a linear classifier on top can count but not bind; a self-attention layer
-    can: the marker's query finds the key of the bar with the same colour, and its value
-    carries the orientation back to the marker.
+    orientation exactly once, so colour and orientation counts are the same in every image;
+    positions are drawn independently of colours and orientations; the marker's colour is
+    uniform and independent of the label (classes balanced). Only the binding "marker colour ->
+    bar of that colour -> its orientation" gives the answer. The pixels of the marker and of
+    any bar are at least ``gap - 2`` apart, so a convnet whose receptive field before global
+    pooling is smaller sees at most one of the two; global average pooling sums local
+    features, and a linear classifier on that sum scores each (colour, orientation) pair apart
+    from the marker's colour: an exclusive-or it cannot express (with a hidden layer it could,
+    in principle). A self-attention layer binds directly: the marker's query finds the key of
+    the bar with the same colour, and its value carries the orientation back to the marker.
 
     Args:
         n: number of images; the four classes as equal as ``n`` allows. Defaults to 4000.
