@@ -63,10 +63,8 @@ class RunConfig:
         seed: Seed of the data split, the engine's sampler and every model. Defaults to 0.
         finalists: How many attention configurations are retrained with repeats. Defaults
             to 2.
-        repeats: Seeds per finalist (and per twin). Defaults to 5: with 2 finalists x 2
-            twins (4 comparisons), 5 paired seeds detect a difference of about 2.5 standard
-            deviations of the paired differences with 80% power; 3 seeds would need about
-            6.9 (with the 3 finalists of earlier releases) for almost as many fits.
+        repeats: Seeds per finalist (and per twin); a resume with more adds only the new
+            seeds. Defaults to 5 (why: the README's "The verdict").
         out: The run folder. Defaults to `None`: `results/<dataset>-<timestamp>/`.
         resume: Continue an earlier run with the same configuration: the one in `out`, or
             without `out` the latest in `results/` for the same dataset. Defaults to `False`.
