@@ -239,19 +239,20 @@ class RunConfig:
         A storage URL's password is masked (`postgresql://user:***@host/db`): this dict is
         written to config.yaml and run.json.
         """
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, os.PathLike):
-                value = os.fspath(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif not (value is None or isinstance(value, (str, int, float, bool, list, dict))):
-                value = getattr(value, "name", None) or type(value).__name__
-            out[f.name] = value
+        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
         if isinstance(out.get("storage"), str):
             out["storage"] = mask_url(out["storage"])
         return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+        return value
+    return getattr(value, "name", None) or type(value).__name__
 
 
 def field_names() -> list[str]:
