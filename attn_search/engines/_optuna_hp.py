@@ -52,20 +52,8 @@ class OptunaHyperParameters:
         parent_name: str | None = None,
         parent_values: Any = None,
     ) -> int | None:
-        min_value, max_value = int(min_value), int(max_value)
-        default = min_value if default is None else int(default)
-        log = (sampling or "linear").lower() in ("log", "reverse_log")
-
-        def suggest():
-            if log and step not in (None, 1):
-                return self.trial.suggest_categorical(
-                    name, _geometric(min_value, max_value, step, integer=True)
-                )
-            if log:
-                return self.trial.suggest_int(name, min_value, max_value, log=True)
-            return self.trial.suggest_int(name, min_value, max_value, step=int(step or 1))
-
-        return self._answer(name, default, suggest, parent_name, parent_values)
+        bounds = (int(min_value), int(max_value), step, sampling, default)
+        return self._number(name, *bounds, int, (parent_name, parent_values))
 
     def Float(
         self,
@@ -78,20 +66,29 @@ class OptunaHyperParameters:
         parent_name: str | None = None,
         parent_values: Any = None,
     ) -> float | None:
-        min_value, max_value = float(min_value), float(max_value)
-        default = min_value if default is None else float(default)
+        bounds = (float(min_value), float(max_value), step, sampling, default)
+        return self._number(name, *bounds, float, (parent_name, parent_values))
+
+    def _number(self, name, low, high, step, sampling, default, kind, parent):
+        """`Int` and `Float`: `kind` is `int` or `float`."""
+        default = low if default is None else kind(default)
         log = (sampling or "linear").lower() in ("log", "reverse_log")
+        integer = kind is int
+        no_step = (None, 1) if integer else (None,)
 
-        def suggest():
-            if log and step is not None:
-                return self.trial.suggest_categorical(
-                    name, _geometric(min_value, max_value, step, integer=False)
-                )
+        def suggest():  # asked only when the value is sampled (there is a trial then)
+            suggest_range = self.trial.suggest_int if integer else self.trial.suggest_float
+            if log and step not in no_step:
+                # KerasTuner's log sampling with a step is multiplicative: low, low*step, ...
+                choices = _geometric(low, high, step, integer=integer)
+                return self.trial.suggest_categorical(name, choices)
             if log:
-                return self.trial.suggest_float(name, min_value, max_value, log=True)
-            return self.trial.suggest_float(name, min_value, max_value, step=step)
+                return suggest_range(name, low, high, log=True)
+            if integer:
+                return suggest_range(name, low, high, step=int(step or 1))
+            return suggest_range(name, low, high, step=step)
 
-        return self._answer(name, default, suggest, parent_name, parent_values)
+        return self._answer(name, default, suggest, *parent)
 
     def Choice(
         self,
