@@ -31,14 +31,6 @@ __all__ = ["export_model", "load_best_model", "find_best_model", "FORMATS"]
 
 FORMATS = ("keras", "savedmodel", "tflite")
 
-#: Where an export goes without `to`: a folder of the run folder, and a name per format.
-_EXPORT_DIR = "export"
-_EXPORT_NAMES = {
-    "keras": "best_model.keras",
-    "savedmodel": "best_savedmodel",
-    "tflite": "best_model.tflite",
-}
-
 
 def find_best_model(run_dir: str | os.PathLike | Any) -> pathlib.Path:
     """Returns the path of a run's best model, checking that the run folder is usable.
@@ -117,7 +109,7 @@ def export_model(
         )
     source = find_best_model(run_dir)
     if to is None:
-        to = source.parent / _EXPORT_DIR / _EXPORT_NAMES[fmt]
+        to = RunFolder(source.parent).export_path(fmt)
     target = pathlib.Path(to).expanduser()
     if fmt == "keras" and target.suffix != ".keras":
         raise ConfigError(

@@ -19,7 +19,8 @@ A run folder holds:
   `family`, `seed`, `placement`, `test_accuracy`, `test_loss`, `val_accuracy`, `params`,
   `epochs`, `gammas`, `train_seconds`, `error`).
 - `leaderboard.csv`, `comparison.csv` (see `attn_search.leaderboard`), `best_model.keras`,
-  the engine's storage (`study.db` or `keras_tuner/`), and the report's files.
+  the engine's storage (its `Engine.files`: `study.db` or `keras_tuner/`), the report's files,
+  and `export/` (exports written without a destination).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from attn_search._atomic import atomic_path, write_text_atomic
+from attn_search.engines import ENGINES, engine_class
 from attn_search.errors import RunDirError
 from attn_search.leaderboard import (
     COMPARISON_FILE,
@@ -61,9 +63,14 @@ CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
 FINALISTS_FILE = "finalists.json"
 BEST_MODEL_FILE = "best_model.keras"
-STUDY_FILE = "study.db"  # Optuna's default storage
-KERAS_TUNER_DIR = "keras_tuner"  # KerasTuner's project
 REPORT_FILES = ("report.md", "report.html", "report_families.png", "report_attention.png")
+EXPORT_DIR = "export"
+#: The default file name of each export format.
+EXPORT_NAMES = {
+    "keras": "best_model.keras",
+    "savedmodel": "best_savedmodel",
+    "tflite": "best_model.tflite",
+}
 #: Files whose presence marks a folder as a run folder.
 MARKERS = (RUN_FILE, CONFIG_FILE, LEADERBOARD_FILE, BEST_MODEL_FILE)
 #: What `overwrite` deletes from a run folder: the run's own files, never anything else there.
@@ -74,9 +81,8 @@ OUTPUTS = (
     CONFIG_FILE,
     RUN_FILE,
     FINALISTS_FILE,
-    STUDY_FILE,
-    KERAS_TUNER_DIR,
     *REPORT_FILES,
+    *(name for engine in ENGINES for name in engine_class(engine).files),  # their storage
 )
 #: config.yaml keys that must agree for a folder to be resumed.
 IDENTITY = ("dataset", "space", "engine", "seed", "max_epochs")
@@ -161,6 +167,10 @@ class RunFolder:
     @property
     def best_model_path(self) -> pathlib.Path:
         return self.path / BEST_MODEL_FILE
+
+    def export_path(self, format: str) -> pathlib.Path:
+        """Where an export in `format` goes when no destination is given: `export/` here."""
+        return self.path / EXPORT_DIR / EXPORT_NAMES[format]
 
     def report_path(self, name: str) -> pathlib.Path:
         """The path of one of the report's files (`REPORT_FILES`)."""

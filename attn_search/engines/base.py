@@ -188,10 +188,12 @@ class Engine(abc.ABC):
     Attributes:
         name: The engine's name, as `get_engine` accepts it and the leaderboard shows it.
         options: The options its constructor accepts, each checked by its `EngineOption`.
+        files: The names its default storage takes in a run folder (what `overwrite` deletes).
     """
 
     name: ClassVar[str] = ""
     options: ClassVar[tuple[EngineOption, ...]] = ()
+    files: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -133,6 +133,7 @@ class KerasTunerEngine(Engine):
     """
 
     name = "keras-tuner"
+    files = (PROJECT,)
     options = _OPTIONS
 
     def __init__(self, tuner: str = "random"):

@@ -32,6 +32,7 @@ __all__ = ["SAMPLERS", "PRUNERS", "OptunaEngine", "OptunaHyperParameters"]
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
 PRUNERS = ("median", "hyperband", "successive-halving", "none")
 _STUDY_DEFAULT = "attn-search"
+STUDY_FILE = "study.db"  # the default storage: an SQLite file in the run folder
 _RECORD = "record"
 _PLAN = "plan"
 _WORKER = "worker"
@@ -129,7 +130,7 @@ def _make_pruner(pruner: Any, trials: int, max_epochs: int | None) -> Any:
 def _make_storage(url: str | None, run_dir: pathlib.Path) -> Any:
     import optuna
 
-    url = url or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    url = url or f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
     kwargs: dict[str, Any] = {}
     if not url.startswith("sqlite"):
         # A server database may be shared by workers on several machines: a heartbeat
@@ -189,6 +190,7 @@ class OptunaEngine(Engine):
     """
 
     name = "optuna"
+    files = (STUDY_FILE,)
     options = _OPTIONS
 
     def __init__(
