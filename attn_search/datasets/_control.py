@@ -48,9 +48,10 @@ def make_lookup(
     any bar are at least ``gap - 2`` apart, so a convnet whose receptive field before global
     pooling is smaller sees at most one of the two; global average pooling sums local
     features, and a linear classifier on that sum scores each (colour, orientation) pair apart
-    from the marker's colour: an exclusive-or it cannot express (with a hidden layer it could,
-    in principle). A self-attention layer binds directly: the marker's query finds the key of
-    the bar with the same colour, and its value carries the orientation back to the marker.
+    from the marker's colour: an exclusive-or it cannot express (a hidden layer after the
+    pooling can, given enough epochs: keep the head linear). A self-attention layer binds
+    directly: the marker's query finds the key of the bar with the same colour, and its value
+    carries the orientation back to the marker.
 
     Args:
         n: number of images; the four classes as equal as ``n`` allows. Defaults to 4000.
