@@ -238,6 +238,7 @@ def test_available_lists_builtins_with_shape_classes_size_download():
         "cifar100",
         "pathfinder",
         "same_different",
+        "lookup",
     ]
     assert rows["digits"] == {
         "name": "digits",
@@ -251,6 +252,7 @@ def test_available_lists_builtins_with_shape_classes_size_download():
     assert rows["pathfinder"]["shape"] == (16, 16, 1)
     assert rows["pathfinder"]["size"] == 6000
     assert rows["pathfinder"]["download"] is False
+    assert rows["lookup"]["shape"] == (24, 24, 3) and rows["lookup"]["classes"] == 4
     for row in rows.values():
         assert set(row) == {"name", "shape", "classes", "size", "download", "description"}
 
@@ -713,7 +715,7 @@ ERRORS = [
     pytest.param(
         "imagenet", {},
         _UNKNOWN.format("imagenet") + "Known names: digits, mnist, fashion_mnist, cifar10, "
-        "cifar100, pathfinder, same_different. (see `attn-search datasets`)",
+        "cifar100, pathfinder, same_different, lookup. (see `attn-search datasets`)",
         True, id="unknown-name-lists-known"),
     pytest.param(
         lambda tmp_path: tmp_path / "nope" / "data", {},

@@ -12,7 +12,7 @@ import yaml
 from attn_search.errors import SearchSpaceError
 from attn_search.spaces import Param, SearchSpace, list_spaces, load_space
 
-SHIPPED = ["cifar", "default", "mnist"]
+SHIPPED = ["cifar", "control", "default", "mnist"]
 
 
 def _write(tmp_path, text: str, name: str = "space.yaml"):
@@ -121,7 +121,7 @@ INVALID = {
     "unknown name suggests the closest": (
         "defualt",
         "Unknown search space 'defualt'. Did you mean 'default'? "
-        "Shipped spaces: cifar, default, mnist; or give the path of a YAML file.",
+        "Shipped spaces: cifar, control, default, mnist; or give the path of a YAML file.",
     ),
     "missing file": (
         "no/such/space.yaml",

@@ -4,9 +4,10 @@ One resolver, `load_dataset(spec)`, turns what a user has into a `Dataset`:
 
 - a built-in name: ``digits`` (scikit-learn's 8x8 handwritten digits, embedded, the default),
   ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100`` (through ``keras.datasets``; they
-  download on first use), or a synthetic positive control, ``pathfinder`` or
-  ``same_different``, with optional parameters such as ``pathfinder:size=24,n=2000``
-  (generated from a seed, no download; see `make_pathfinder` and `make_same_different`);
+  download on first use), or a synthetic task: ``lookup`` (the positive control that
+  attention solves and its twins cannot), ``pathfinder`` or ``same_different``, with optional
+  parameters such as ``lookup:size=24,n=6000`` (generated from a seed, no download; see
+  `make_lookup`, `make_pathfinder` and `make_same_different`);
 - a folder with one sub-folder of images per class (PNG, JPEG, BMP, GIF);
 - an ``.npz`` file with ``x_train, y_train`` (optionally ``x_val, y_val, x_test, y_test``) or
   ``x, y``;
@@ -24,9 +25,11 @@ The package imports TensorFlow only inside the functions that build pipelines, s
 - ``_splits``: stratified allocation, ``limit``, train/val/test;
 - ``_arrays``: ``(x, y)``, .npz files, ``keras.datasets`` and digits;
 - ``_folders``: folders of images, in memory or streamed from disk;
-- ``_synthetic``: the synthetic controls and their table of parameters.
+- ``_synthetic``: the synthetic tasks and their table of parameters;
+- ``_control``: ``lookup``, the positive control.
 """
 
+from attn_search.datasets._control import make_lookup
 from attn_search.datasets._dataset import SPLITS, Dataset, DatasetInfo
 from attn_search.datasets._folders import DEFAULT_IN_MEMORY_LIMIT_MB, IMAGE_EXTENSIONS
 from attn_search.datasets._spec import available, check_spec, load_dataset
@@ -41,6 +44,7 @@ __all__ = [
     "available",
     "check_spec",
     "load_dataset",
+    "make_lookup",
     "make_pathfinder",
     "make_same_different",
 ]

@@ -77,7 +77,7 @@ def available() -> list[dict]:
         rows.append(
             {
                 "name": task.name,
-                "shape": (size, size, 1),
+                "shape": (size, size, task.channels),
                 "classes": task.classes,
                 "size": values["n"],
                 "download": False,
