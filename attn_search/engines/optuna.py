@@ -5,7 +5,9 @@
 matching `trial.suggest_*`, so conditional hyperparameters are only sampled when the model
 actually asks for them. The study lives in a storage (by default `study.db`, an SQLite file
 in the run folder; any Optuna storage URL for several workers), and every trial record is a
-user attribute of its trial, so the leaderboard is read back from the storage.
+user attribute of its trial, so the leaderboard is read back from the storage. The record's
+family, placement and parameter count are also flat user attributes, which optuna-dashboard
+shows as columns (`attn-search dashboard RUN_DIR`).
 """
 
 from __future__ import annotations
@@ -143,6 +145,23 @@ def _make_storage(url: str | None, run_dir: pathlib.Path) -> Any:
             f"`storage` cannot be opened ({type(error).__name__}: {error}). "
             f"Received: storage={url!r}"
         ) from None
+
+
+def _flat_attrs(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's family, placement and parameter count as flat user attributes, so that
+    optuna-dashboard shows them as columns of its trial table (it shows the nested `record`
+    as one JSON string)."""
+    flat: dict[str, Any] = {}
+    if record.get("family") is not None:
+        flat["family"] = str(record["family"])
+    placements = record.get("placements")
+    if isinstance(placements, (list, tuple)):  # None: the model was never built
+        # The leaderboard's label (`attn_search.leaderboard.placement_label`, a module this
+        # one may not import): [1, 2] -> "1+2", [] -> "none".
+        flat["placement"] = "+".join(str(p) for p in placements) or "none"
+    if isinstance(record.get("params"), int):
+        flat["params"] = record["params"]
+    return flat
 
 
 class _OptunaTrial(EngineTrial):
@@ -288,6 +307,8 @@ class OptunaEngine(Engine):
         record = clean_record({**record, "trial_id": trial.number, "engine": self.name})
         t = trial.trial
         t.set_user_attr(_RECORD, record)
+        for key, value in _flat_attrs(record).items():
+            t.set_user_attr(key, value)
         status = record.get("status")
         value = record.get("best_val_accuracy")
         if status in ("complete", "skipped") and value is not None:
