@@ -6,6 +6,7 @@ Each command parses its arguments, calls one public library function, and prints
     attn-search leaderboard RUN_DIR --top 5           # attn_search.leaderboard.read_leaderboard
     attn-search export RUN_DIR --format tflite --to model.tflite   # attn_search.export.export_model
     attn-search report RUN_DIR                        # attn_search.report.write_report
+    attn-search dashboard RUN_DIR --port 8080         # attn_search.dashboard.serve_dashboard
     attn-search datasets                              # attn_search.datasets.available
     attn-search spaces                                # attn_search.spaces.list_spaces
 
@@ -28,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from attn_search import __version__
-from attn_search._cli_flags import add_run_flags, choice, positive_int, run_config
+from attn_search._cli_flags import _bounded, add_run_flags, choice, positive_int, run_config
 from attn_search._cli_quiet import quiet_tensorflow
 from attn_search.errors import (
     AttnSearchError,
@@ -67,10 +68,7 @@ class _Parser(argparse.ArgumentParser):
         # Unknown command: argparse's wording (quotes) differs across Python versions.
         command = re.match(r"argument COMMAND: invalid choice: '?([^' ]*)'?", message)
         if command:
-            message = (
-                f"unknown command {command.group(1)!r}: choose from run, leaderboard, export, "
-                "report, datasets or spaces"
-            )
+            message = f"unknown command {command.group(1)!r}: choose from {_command_names()}"
         match = re.match(r"argument ([^:]+): (.*)$", message, flags=re.S)
         if match:
             names = match.group(1).split("/")
@@ -80,6 +78,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --------------------------------------------------------------------------- argument types
+_port = _bounded("--port", int, "an integer from 0 to 65535", range(65536).__contains__)
+
+
 # --------------------------------------------------------------------------- the parser
 #: Each command's one-line help (the command list) and its description (its own --help).
 _DESCRIPTIONS = {
@@ -106,6 +107,13 @@ _DESCRIPTIONS = {
         "against its baselines, validation accuracy by family and placement (with "
         "report_families.png), the best trials, and the best model's learned gamma and "
         "attention maps (report_attention.png).",
+    ),
+    "dashboard": (
+        "open a run's Optuna study in optuna-dashboard (the dashboard extra)",
+        "Serve the run's Optuna study in optuna-dashboard on HOST:PORT until Ctrl-C: "
+        "optimisation history, parameter plots, and a trial table with each trial's family, "
+        "placement and parameter count. Needs pip install 'attn-search[dashboard]' and a run "
+        "searched with --engine optuna.",
     ),
     "datasets": (
         "list the built-in dataset names",
@@ -191,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="PATH", help="where to write the export")
     p.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
     command("report", _cmd_report, *_DESCRIPTIONS["report"], run_dir=True)
+    p = command("dashboard", _cmd_dashboard, *_DESCRIPTIONS["dashboard"], run_dir=True)
+    p.add_argument("--host", default="127.0.0.1", help="listen here (default: this machine only)")
+    p.add_argument("--port", type=_port, default=8080, help="default: 8080; 0: any free port")
+    p.add_argument("--storage", metavar="URL", help="the run's storage URL, password included")
     command("datasets", _cmd_datasets, *_DESCRIPTIONS["datasets"], run_dir=False)
     command("spaces", _cmd_spaces, *_DESCRIPTIONS["spaces"], run_dir=False)
     return parser
@@ -304,6 +316,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from attn_search.dashboard import serve_dashboard
+
+    def ready(dashboard: Any) -> None:
+        print(f"optuna-dashboard: {dashboard.study_url}  (Ctrl-C stops it)", flush=True)
+
+    # Serves until Ctrl-C, which `main` turns into exit 130.
+    serve_dashboard(
+        args.run_dir, host=args.host, port=args.port, storage=args.storage, on_ready=ready
+    )
+    return EXIT_OK
+
+
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from attn_search.datasets import available
     from attn_search.formatting import records_table
@@ -322,6 +347,12 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- entry point
+def _command_names() -> str:
+    """`"run, leaderboard, ... or spaces"`: every command, as the usage errors list them."""
+    names = list(_DESCRIPTIONS)
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def _error(message: str) -> None:
     # One line: collapse any newlines a library message may carry.
     text = " ".join(str(message).split())
@@ -350,10 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", debug))
     handler = getattr(args, "handler", None)
     if handler is None:
-        _error(
-            "a command is required: run, leaderboard, export, report, datasets or spaces. "
-            "See 'attn-search --help'."
-        )
+        _error(f"a command is required: {_command_names()}. See 'attn-search --help'.")
         return EXIT_USAGE
     try:
         return int(handler(args) or 0)

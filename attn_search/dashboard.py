@@ -119,7 +119,7 @@ def _other_engine(folder: RunFolder, name: Any) -> str:
         files = ", ".join(f"{where}/{f}/" for f in engine_class(str(name)).files)
     except ConfigError:  # an engine this version does not know
         files = ""
-    kept = f" and in {name}'s own files ({files})" if files else ""
+    kept = f", and in {name}'s own files ({files})" if files else ""
     return (
         f"`run_dir` was searched with engine {name!r}, which keeps no Optuna study for "
         "optuna-dashboard to show (only runs with engine 'optuna' have one); its trials are "
