@@ -1,90 +1,282 @@
-"""The report's pictures, drawn with Pillow: a bar chart and attention maps over images."""
+"""The report's figures, drawn with matplotlib (Agg, no pyplot state): one function per figure.
+
+Each function takes the run's data (a leaderboard DataFrame, finalist records, comparison rows)
+and a path, draws one PNG there atomically, and raises when it cannot; the report turns that
+into a sentence. Accuracies are drawn in percent; axes are zoomed to the trials that finished
+(`zoom`), and trials below that range (pruned early) are drawn on the bottom edge as
+down-pointing triangles with a count, so that a pruned trial at 10% does not squash the
+differences that matter into one pixel.
+"""
 
 from __future__ import annotations
 
+import math
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
 from attn_search._atomic import atomic_path
 
-__all__ = ["attention_figure", "bar_chart"]
+__all__ = [
+    "ACC_LABEL",
+    "FAMILY_COLORS",
+    "below_note",
+    "family_color",
+    "families_strip",
+    "finalists_paired",
+    "legend_statuses",
+    "new_figure",
+    "percent",
+    "save_figure",
+    "scatter_points",
+    "status_style",
+    "verdict_forest",
+    "zoom",
+]
 
-_CELL = 96
-
-
-def _heat(values: Any) -> Any:
-    """[0, 1] -> an RGB "hot" colormap (black, red, yellow, white), uint8."""
-    import numpy as np
-
-    v = np.clip(values, 0.0, 1.0)
-    rgb = np.stack([np.clip(3 * v, 0, 1), np.clip(3 * v - 1, 0, 1), np.clip(3 * v - 2, 0, 1)], -1)
-    return (rgb * 255).astype("uint8")
-
-
-def _image_rgb(image: Any) -> Any:
-    import numpy as np
-
-    image = np.clip(np.asarray(image, dtype="float32"), 0.0, 1.0)
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    elif image.shape[-1] != 3:
-        image = np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1)
-    return (image * 255).astype("uint8")
-
-
-def attention_figure(
-    images: Any, maps: Sequence[Any], names: Sequence[str], path: pathlib.Path
-) -> None:
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    header = 16
-    cols = 1 + len(maps)
-    canvas = Image.new(
-        "RGB", (cols * (_CELL + 4) + 4, header + len(images) * (_CELL + 4) + 4), "white"
-    )
-    draw = ImageDraw.Draw(canvas)
-    for c, title in enumerate(["image", *names]):
-        draw.text(
-            (4 + c * (_CELL + 4), 2), title if len(title) <= 16 else title[:15] + "~", fill="black"
-        )
-    for r, image in enumerate(images):
-        top = header + 4 + r * (_CELL + 4)
-        base = Image.fromarray(_image_rgb(image)).resize((_CELL, _CELL), Image.NEAREST)
-        canvas.paste(base, (4, top))
-        for c, amap in enumerate(maps):
-            a = np.asarray(amap[r], dtype="float32")
-            a = (a - a.min()) / (a.max() - a.min() + 1e-12)
-            heat = Image.fromarray(_heat(a)).resize((_CELL, _CELL), Image.BILINEAR)
-            canvas.paste(Image.blend(base, heat, 0.6), (4 + (c + 1) * (_CELL + 4), top))
-    _save_png_atomic(canvas, path)
+FAMILY_COLORS = {"attention": "#c0392b", "plain": "#2e86c1", "matched": "#7d7d7d"}
+_VERDICT_COLORS = {
+    "attention better": "#1e8449",
+    "baseline better": "#c0392b",
+    "no detectable difference": "#34495e",
+    "cannot compare": "#aaaaaa",
+}
+ACC_LABEL = "validation accuracy (%)"
 
 
-def bar_chart(bars: Sequence[tuple[str, float, float]], path: pathlib.Path, *, title: str) -> None:
-    """Horizontal bars (best) with a tick (mean), on a 0..1 axis."""
-    from PIL import Image, ImageDraw
+def new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1, **kw: Any):
+    """A matplotlib Figure on the Agg canvas (no pyplot, no global backend), and its axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    colors = {"attention": (214, 96, 77), "plain": (67, 147, 195), "matched": (120, 120, 120)}
-    label_w, bar_w, row_h, top = 220, 360, 20, 24
-    canvas = Image.new("RGB", (label_w + bar_w + 60, top + row_h * len(bars) + 10), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((4, 4), title, fill="black")
-    for i, (label, best, mean) in enumerate(bars):
-        y = top + i * row_h
-        family = label.split(" / ")[0]
-        color = colors.get(family, (150, 150, 150))
-        draw.text((4, y + 4), label[:34], fill="black")
-        x1 = label_w + int(bar_w * min(max(best, 0.0), 1.0))
-        draw.rectangle([label_w, y + 3, max(label_w + 1, x1), y + row_h - 3], fill=color)
-        xm = label_w + int(bar_w * min(max(mean, 0.0), 1.0))
-        draw.line([xm, y + 1, xm, y + row_h - 1], fill="black", width=2)
-        draw.text((label_w + bar_w + 6, y + 4), f"{best:.3f}", fill="black")
-    draw.line([label_w, top, label_w, top + row_h * len(bars)], fill="black")
-    _save_png_atomic(canvas, path)
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
 
 
-# --------------------------------------------------------------------------- writing
-def _save_png_atomic(image: Any, path: pathlib.Path) -> None:
+def save_figure(fig: Any, path: pathlib.Path) -> None:
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+        fig.savefig(tmp, format="png", dpi=100)
+
+
+def family_color(family: Any) -> str:
+    return FAMILY_COLORS.get(str(family), "#8e44ad")
+
+
+def zoom(values: Sequence[float], *, pad: float = 0.6) -> tuple[float, float]:
+    """An axis range around `values` (percent), padded, at least 2 points wide."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return 0.0, 100.0
+    lo, hi = min(finite), max(finite)
+    margin = max(pad, 0.12 * (hi - lo))
+    lo, hi = lo - margin, hi + margin
+    if hi - lo < 2.0:
+        mid = (hi + lo) / 2
+        lo, hi = mid - 1.0, mid + 1.0
+    return max(lo, -1.0 if lo < 0 else 0.0), min(hi, 100.5)
+
+
+def percent(series: Any) -> list[float]:
+    return [
+        float(v) * 100 if v is not None and math.isfinite(float(v)) else math.nan for v in series
+    ]
+
+
+def scatter_points(
+    ax: Any, xs: list[float], ys: list[float], lo: float, *, below_label: bool = False, **style: Any
+) -> None:
+    """Scatter; points under `lo` go on the bottom edge as triangles (with a count)."""
+    inside = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y) and y >= lo]
+    under = [x for x, y in zip(xs, ys, strict=True) if math.isfinite(y) and y < lo]
+    if inside:
+        ax.scatter(*zip(*inside, strict=True), **style)
+    if under:
+        style = {**style, "marker": "v"}
+        ax.scatter(under, [lo] * len(under), clip_on=False, **style)
+        if below_label:
+            ax.annotate(
+                f"{len(under)} below",
+                (under[0], lo),
+                xytext=(4, 3),
+                textcoords="offset points",
+                fontsize=7,
+                color="#555",
+            )
+
+
+def below_note(ax: Any, board: Any, lo: float) -> None:
+    """Says how many trials lie below the zoomed axis (drawn as triangles on its edge)."""
+    values = percent(board["best_val_accuracy"])
+    under = sum(1 for v in values if math.isfinite(v) and v < lo)
+    if under:
+        ax.annotate(
+            f"\u25bc on the bottom edge: {under} trial(s) below {lo:.1f}%",
+            (0.01, 0.02),
+            xycoords="axes fraction",
+            fontsize=7,
+            color="#555",
+        )
+
+
+def status_style(status: str, family: str) -> dict:
+    color = family_color(family)
+    if status == "complete":
+        return {"color": color, "edgecolors": "white", "linewidths": 0.6, "s": 40, "zorder": 3}
+    return {"facecolors": "none", "edgecolors": color, "linewidths": 1.2, "s": 36, "zorder": 2}
+
+
+def legend_statuses(ax: Any, families: Sequence[str], statuses: Sequence[str]) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", color=family_color(f), label=f) for f in families]
+    if "pruned" in statuses:
+        handles.append(
+            Line2D(
+                [], [], ls="", marker="o", mfc="none", color="#555", label="pruned (stopped early)"
+            )
+        )
+    if "failed" in statuses:
+        handles.append(Line2D([], [], ls="", marker="x", color="#555", label="failed"))
+    if "skipped" in statuses:
+        handles.append(Line2D([], [], ls="", marker="D", color="#bbb", label="skipped (a repeat)"))
+    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
+
+
+# ------------------------------------------------------------------------------------ verdict
+def verdict_forest(rows: Sequence[dict], path: pathlib.Path) -> None:
+    """rows: `label`, `diff_mean`, `diff_ci_low`, `diff_ci_high`, `verdict` (0..1 scale)."""
+    fig, axes = new_figure(9.0, 0.55 * len(rows) + 1.6)
+    ax = axes[0][0]
+    spans = [0.5]
+    for i, row in enumerate(rows):
+        y = len(rows) - 1 - i
+        mean, low, high = (row.get(k) for k in ("diff_mean", "diff_ci_low", "diff_ci_high"))
+        color = _VERDICT_COLORS.get(str(row.get("verdict")), "#34495e")
+        if _finite(low) and _finite(high):
+            ax.plot([low * 100, high * 100], [y, y], color=color, lw=2.2, solid_capstyle="butt")
+            spans += [abs(low * 100), abs(high * 100)]
+        if _finite(mean):
+            ax.plot([mean * 100], [y], "o", color=color, ms=8)
+            spans.append(abs(mean * 100))
+            text = f"{mean * 100:+.1f}"
+            if _finite(low):
+                text += f" [{low * 100:+.1f}, {high * 100:+.1f}]"
+            ax.annotate(
+                f"{text}  {row.get('verdict')}",
+                (1.0, y),
+                xycoords=("axes fraction", "data"),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+                color=color,
+            )
+    limit = max(spans) * 1.15
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.axvline(0, color="#333", ls="--", lw=1)
+    ax.set_yticks(range(len(rows)), [r["label"] for r in reversed(rows)], fontsize=8)
+    ax.set_xlabel("attention minus twin: test accuracy (percentage points)")
+    ax.set_title("Verdict: each finalist against its twins (mean and 95% interval over seeds)")
+    ax.grid(axis="x", alpha=0.3)
+    save_figure(fig, path)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+# ----------------------------------------------------------------------------------- families
+def families_strip(board: Any, groups: Sequence[tuple[str, str, str]], path: pathlib.Path) -> None:
+    """Every trial's validation accuracy, one column per (family, placement) group.
+
+    groups: `(family, placement, label)` in display order.
+    """
+    import numpy as np
+
+    fig, axes = new_figure(max(5.5, 1.2 * len(groups) + 2), 4.2)
+    ax = axes[0][0]
+    done = board[board["status"] == "complete"]
+    lo, hi = zoom(percent(done["best_val_accuracy"]) or [0.0])
+    rng = np.random.default_rng(0)
+    best: dict[str, tuple[float, float]] = {}
+    for x, (family, placement, _) in enumerate(groups):
+        part = board[(board["family"] == family) & (board["placement"] == placement)]
+        for status in ("complete", "pruned"):
+            sub = part[part["status"] == status]
+            ys = percent(sub["best_val_accuracy"])
+            xs = list(x + rng.uniform(-0.15, 0.15, len(ys)))
+            scatter_points(ax, xs, ys, lo, below_label=True, **status_style(status, family))
+            for px, py in zip(xs, ys, strict=True):
+                if status == "complete" and math.isfinite(py) and py > best.get(family, (0, -1))[1]:
+                    best[family] = (px, py)
+    for family, (x, y) in best.items():
+        ax.scatter(
+            [x],
+            [y],
+            marker="*",
+            s=220,
+            color=family_color(family),
+            edgecolors="black",
+            linewidths=0.8,
+            zorder=4,
+        )
+        ax.annotate(
+            f"best {family} {y:.1f}%",
+            (x, y),
+            xytext=(9, -3),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    ax.set_ylim(lo, hi)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_xticks(range(len(groups)), [g[2] for g in groups], fontsize=8)
+    ax.set_xlabel("family and placement of the attention layer(s)")
+    ax.set_ylabel(ACC_LABEL)
+    ax.set_title("Validation accuracy of every trial, by family and placement")
+    ax.grid(axis="y", alpha=0.3)
+    legend_statuses(ax, list(dict.fromkeys(g[0] for g in groups)), list(board["status"]))
+    save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------- finalists
+def finalists_paired(groups: Sequence[tuple[str, dict]], path: pathlib.Path) -> None:
+    """groups: `(title, {family: {seed: test_accuracy}})`, one panel per finalist."""
+    fig, axes = new_figure(
+        max(6.5, min(4.2 * len(groups), 12) + 0.6), 4.0, ncols=len(groups), sharey=True
+    )
+    values = [v * 100 for _, by in groups for seeds in by.values() for v in seeds.values()]
+    lo, hi = zoom(values)
+    for ax, (title, by) in zip(axes[0], groups, strict=True):
+        families = list(by)
+        seeds = sorted({s for fam in by.values() for s in fam})
+        for seed in seeds:
+            ys = [by[f].get(seed, math.nan) * 100 for f in families]
+            ax.plot(range(len(families)), ys, color="#999", lw=1, zorder=1)
+        for x, family in enumerate(families):
+            ys = [v * 100 for v in by[family].values()]
+            ax.scatter(
+                [x] * len(ys),
+                ys,
+                color=family_color(family),
+                s=36,
+                zorder=3,
+                edgecolors="white",
+                linewidths=0.6,
+            )
+            if ys:
+                ax.plot([x - 0.22, x + 0.22], [sum(ys) / len(ys)] * 2, color="black", lw=2)
+        ax.set_xticks(range(len(families)), families)
+        ax.set_xlim(-0.5, len(families) - 0.5)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("model (same seeds)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylim(lo, hi)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    fig.suptitle("Finalists' test accuracy per seed (a grey line joins one seed's models)")
+    save_figure(fig, path)

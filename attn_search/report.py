@@ -1,22 +1,23 @@
-"""A run's report: ``report.md`` with tables and PNG plots, written into the run folder.
+"""A run's report: ``report.html`` and ``report.md``, with matplotlib figures beside them.
 
 Example:
 
 ```python
 from attn_search.report import write_report
 
-path = write_report("results/digits-20260101-120000")   # -> .../report.md
+path = write_report("results/digits-20260101-120000")   # -> .../report.md (and report.html)
 ```
 
-The report holds: the run's status, times, trial counts and best trial (run.json) and its
-settings (config.yaml); attention against its baselines
-(``comparison.csv``); validation accuracy by family and placement (table and
-``report_families.png``); the best trials; the learned gamma of each attention layer of the best
-model; and the best model's attention maps on a few validation images
-(``report_attention.png``). Plots are drawn with Pillow, so nothing beyond the package's own
-dependencies is needed. A part that cannot be made (e.g. no attention layer in the best model)
-is replaced by a line that says why; the rest of the report is still written. The run folder
-is read through `attn_search.runfolder.RunFolder` and its documented schema (`RUN_SCHEMA`).
+Both files hold the same text, tables and figures (PNG files in the run folder, linked by
+relative name, so the folder opens from disk or from a copy): the run's status, times and
+settings; the verdict (a forest plot of each finalist's paired difference to its twins, beside
+the verdict sentences); the finalists' test accuracy per seed; attention against its baselines
+(``comparison.csv``); validation accuracy by family and placement; accuracy against parameter
+count and training time; the optimisation history; the learned gamma of every attention layer;
+the best model's attention maps on a few validation images; the best trials; the versions.
+It can be written for a finished, running or interrupted run: a part whose data is not there
+yet (or a figure that cannot be drawn) is replaced by one sentence saying what is missing. The
+run folder is read through `attn_search.runfolder.RunFolder` and its schema (`RUN_SCHEMA`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ import os
 import pathlib
 from typing import Any
 
+from attn_search import _report_plots as plots
 from attn_search._atomic import write_text_atomic
-from attn_search._report_plots import attention_figure, bar_chart
-from attn_search.formatting import format_cell, frame_cells, markdown_table
+from attn_search._report_attention import model_sections
+from attn_search._report_doc import Document
+from attn_search._report_trials import trial_sections
+from attn_search.formatting import format_cell, frame_cells
 from attn_search.runfolder import RunFolder
 
 __all__ = ["write_report"]
@@ -47,72 +51,91 @@ _TOP_COLUMNS = (
     "epochs",
     "train_seconds",
 )
+_NO_COMPARISON = "No comparison.csv yet (the run has not reached its finalists)."
+_FAMILY_ORDER = {"attention": 0, "plain": 1, "matched": 2}
 
 
 def write_report(
     run_dir: str | os.PathLike | Any,
     *,
     images: Any = None,
-    num_images: int = 4,
+    num_images: int = 3,
     top: int = 10,
 ) -> pathlib.Path:
-    """Writes ``report.md`` and its plots into a run folder.
+    """Writes ``report.html``, ``report.md`` and their figures into a run folder.
 
     Args:
         run_dir: a run folder written by `attn_search.run_search`, or a `RunResult`.
-        images: float32 images in [0, 1], `(N, H, W, C)`, for the attention maps. Defaults to
-            `None`: the first validation images of the run's dataset (as config.yaml describes
-            it).
-        num_images: how many images the attention maps show. Defaults to 4.
+        images: float32 images, `(N, H, W, C)`, for the attention maps. Defaults to `None`: the
+            first validation images of the run's dataset (as config.yaml describes it).
+        num_images: how many images the attention maps show. Defaults to 3.
         top: how many trials the "best trials" table shows. Defaults to 10.
 
     Returns:
-        The path of ``report.md``.
+        The path of ``report.md`` (``report.html`` is beside it).
 
     Raises:
         RunDirError: `run_dir` does not exist or is not a run folder.
     """
     folder = RunFolder.existing(run_dir)
     config = folder.read_config() or {}
-    leaderboard = folder.read_table("leaderboard")
-
-    lines = [f"# attn-search report: {folder.path.name}", ""]
-    lines += _settings_section(config, folder.read_run_info())
+    info = folder.read_run_info()
+    board = folder.read_table("leaderboard")
     comparison = folder.read_table("comparison")
-    lines += _verdict_section(comparison)
-    lines += _comparison_section(comparison)
-    lines += _families_section(leaderboard, folder)
-    lines += _top_section(leaderboard, top)
-    lines += _model_sections(folder, config, images, num_images)
+    runs = folder.read_finalists()
+
+    doc = Document(f"attn-search report: {folder.path.name}")
+    _settings_section(doc, config, info)
+    _verdict_section(doc, folder, comparison)
+    _finalists_section(doc, folder, runs)
+    _comparison_section(doc, comparison)
+    _families_section(doc, folder, board)
+    trial_sections(doc, folder, board)
+    model_sections(doc, folder, config, images, num_images)
+    _top_section(doc, board, top)
+    _versions_section(doc, info)
+    write_text_atomic(folder.report_path("report.html"), doc.to_html())
     path = folder.report_path("report.md")
-    write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
+    write_text_atomic(path, doc.to_markdown())
     return path
 
 
-# --------------------------------------------------------------------------- tables
-def _markdown(df: Any) -> list[str]:
-    """A DataFrame as a markdown table: floats to 4 significant digits, missing cells empty."""
-    return markdown_table(*frame_cells(df, missing="", significant=4, markdown=True))
+# --------------------------------------------------------------------------- helpers
+def _cells(df: Any) -> tuple[list[str], list[list[str]]]:
+    """A DataFrame's cells: floats to 4 significant digits, missing cells empty."""
+    return frame_cells(df, missing="", significant=4)
 
 
-def _md(value: Any, missing: str = "") -> str:
-    return format_cell(value, missing=missing, significant=4, markdown=True)
+def _has(board: Any, *columns: str) -> bool:
+    return board is not None and len(board) > 0 and all(c in board.columns for c in columns)
+
+
+def _placement_words(family: str, placement: Any) -> str:
+    text = format_cell(placement)
+    if family != "attention" and text == "none":
+        return family
+    return f"{family} @ {text}"
 
 
 # --------------------------------------------------------------------------- sections
-def _settings_section(config: dict, info: dict) -> list[str]:
+def _settings_section(doc: Document, config: dict, info: dict) -> None:
     """The run's state from run.json (`RUN_SCHEMA`), then its settings from config.yaml."""
     rows = _run_rows(info)
     for key, value in config.items():
         if not isinstance(value, (dict, list)):
-            rows.append((key, _md(value, missing="None")))
+            rows.append((key, format_cell(value, missing="None")))
         elif key in ("dataset", "space", "engine") and isinstance(value, dict):
             name = value.get("name") or value.get("spec") or value.get("source")
             if name is not None:
-                rows.append((key, _md(name)))
+                rows.append((key, format_cell(name)))
+    for key, value in (config.get("budget") or {}).items():
+        if not isinstance(value, (dict, list)) and value is not None:
+            rows.append((f"budget.{key}", format_cell(value)))
+    doc.heading(2, "Run")
     if not rows:
-        return []
-    return ["## Run", "", *markdown_table(["setting", "value"], rows), ""]
+        doc.note("No run.json or config.yaml yet: the run's settings and state are unknown.")
+        return
+    doc.table(["setting", "value"], rows)
 
 
 def _run_rows(info: dict) -> list[tuple[str, str]]:
@@ -122,12 +145,12 @@ def _run_rows(info: dict) -> list[tuple[str, str]]:
 
     rows = []
     if info.get("status"):
-        rows.append(("status", _md(info["status"])))
+        rows.append(("status", format_cell(info["status"])))
     sessions = [s for s in info.get("sessions") or [] if isinstance(s, dict)]
     if sessions and sessions[0].get("started_at"):
-        rows.append(("started_at", _md(sessions[0]["started_at"])))
+        rows.append(("started_at", format_cell(sessions[0]["started_at"])))
     if info.get("updated_at"):
-        rows.append(("updated_at", _md(info["updated_at"])))
+        rows.append(("updated_at", format_cell(info["updated_at"])))
     if len(sessions) > 1:
         rows.append(("sessions", f"{len(sessions)} (the run was resumed; times: the last)"))
     timings = info.get("timings") if isinstance(info.get("timings"), dict) else {}
@@ -137,9 +160,9 @@ def _run_rows(info: dict) -> list[tuple[str, str]]:
     counts = info.get("trials") if isinstance(info.get("trials"), dict) else {}
     if counts:
         order = sorted(counts, key=lambda k: (STATUSES.index(k) if k in STATUSES else 99, k))
-        rows.append(("trials", _md(", ".join(f"{counts[k]} {k}" for k in order))))
+        rows.append(("trials", ", ".join(f"{counts[k]} {k}" for k in order)))
     if info.get("stopped_by"):
-        rows.append(("stopped_by", _md(info["stopped_by"])))
+        rows.append(("stopped_by", format_cell(info["stopped_by"])))
     best = info.get("best_trial")
     if isinstance(best, dict) and best.get("trial_id") is not None:
         text = (
@@ -147,209 +170,184 @@ def _run_rows(info: dict) -> list[tuple[str, str]]:
             f"{placement_label(best.get('placements'))}, best_val_accuracy "
             f"{format_cell(best.get('best_val_accuracy'), 'best_val_accuracy')}"
         )
-        rows.append(("best_trial", _md(text)))
+        rows.append(("best_trial", text))
     return rows
 
 
-def _verdict_section(comparison: Any) -> list[str]:
+def _verdict_section(doc: Document, folder: RunFolder, comparison: Any) -> None:
     from attn_search.comparison import verdict_sentences
 
-    lines = ["## Verdict", ""]
+    doc.heading(2, "Verdict")
     if comparison is None or not len(comparison):
-        return lines + ["No comparison.csv yet (the run has not reached its finalists).", ""]
-    lines += [f"- {line}" for line in verdict_sentences(comparison)]
-    return lines + [
-        "",
+        doc.note(_NO_COMPARISON)
+        return
+    sentences = verdict_sentences(comparison)
+    explain = (
         "Each sentence: attention minus the baseline twin, in points of test accuracy, its 95% "
         "interval, the seeds both finished, and the p-value adjusted (Holm) over every "
-        "comparison of the run.",
-        "",
-    ]
+        "comparison of the run."
+    )
+    twins = _twin_rows(comparison)
+    if not twins:
+        doc.bullets(sentences)
+        doc.para(explain)
+        return
+    caption = (
+        "One line per finalist and twin: the dot is the mean paired difference over seeds, the "
+        "bar its 95% interval; right of the dashed zero line attention is more accurate, and a "
+        "bar that crosses zero is no detectable difference."
+    )
+    doc.drawn_figure(
+        folder.report_path("report_verdict.png"),
+        plots.verdict_forest,
+        twins,
+        alt="verdict",
+        caption=caption,
+        beside=sentences,
+    )
+    if not any(b[0] == "figure" and b[1] == "report_verdict.png" for b in doc.blocks):
+        doc.bullets(sentences)
+    doc.para(explain)
 
 
-def _comparison_section(comparison: Any) -> list[str]:
-    lines = ["## Attention against its baselines", ""]
+def _twin_rows(comparison: Any) -> list[dict]:
+    if "section" not in comparison.columns:
+        return []
+    finalists = comparison[comparison["section"] == "finalist"]
+    where = {
+        (r["finalist"], r["trial_id"]): r["placement"]
+        for r in finalists[finalists["family"] == "attention"].to_dict("records")
+    }
+    rows = []
+    for r in finalists[finalists["family"] != "attention"].to_dict("records"):
+        key = (r["finalist"], r["trial_id"])
+        label = (
+            f"finalist {format_cell(r['finalist'])} (#{format_cell(r['trial_id'])}, "
+            f"@ {format_cell(where.get(key))}) vs {r['family']}, "
+            f"{format_cell(r.get('pairs'))} seeds"
+        )
+        rows.append({**r, "label": label})
+    return rows
+
+
+def _finalists_section(doc: Document, folder: RunFolder, runs: list[dict]) -> None:
+    doc.heading(2, "Finalists per seed")
+    runs = [r for r in runs if _finite(r.get("test_accuracy"))]
+    if not runs:
+        doc.note("No finalist fit recorded yet (finalists.json is missing or empty).")
+        return
+    groups: dict[Any, dict[str, dict]] = {}
+    titles: dict[Any, str] = {}
+    for run in sorted(runs, key=lambda r: (r.get("finalist"), _FAMILY_ORDER.get(r["family"], 9))):
+        key = run.get("finalist")
+        groups.setdefault(key, {}).setdefault(run["family"], {})[run.get("seed")] = float(
+            run["test_accuracy"]
+        )
+        if run["family"] == "attention":
+            titles[key] = (
+                f"finalist {key}: trial #{run.get('trial_id')}, attention @ {run.get('placement')}"
+            )
+    panels = [(titles.get(k, f"finalist {k}"), by) for k, by in groups.items()]
+    caption = (
+        "Each grey line joins the models trained with one seed (same data order); the black "
+        "dash is the mean. Lines falling from attention to a twin: attention won on that seed."
+    )
+    doc.drawn_figure(
+        folder.report_path("report_finalists.png"),
+        plots.finalists_paired,
+        panels,
+        alt="finalists per seed",
+        caption=caption,
+    )
+
+
+def _comparison_section(doc: Document, comparison: Any) -> None:
+    doc.heading(2, "Attention against its baselines")
     if comparison is None or not len(comparison):
-        return lines + ["No comparison.csv yet (the run has not reached its finalists).", ""]
-    lines += [
+        doc.note(_NO_COMPARISON)
+        return
+    doc.para(
         "From `comparison.csv`. Search rows: validation accuracy per family and placement. "
         "Finalist rows: test accuracy over repeated seeds, each baseline twin trained on the "
         "same seeds as its attention model; `diff_mean` is attention minus that baseline, paired "
         "over the seeds (positive: attention wins), with its interval, `p_adjusted` and the "
-        "`verdict`.",
-        "",
-    ]
+        "`verdict`."
+    )
     if "section" not in comparison.columns:
-        return lines + _markdown(comparison) + [""]
+        doc.table(*_cells(comparison))
+        return
     titles = {"family": "By family", "placement": "By placement", "finalist": "Finalists"}
     for section, part in comparison.groupby("section", sort=False):
         part = part.drop(columns=["section"]).dropna(axis=1, how="all")
         part = part.loc[:, [c for c in part.columns if part[c].astype(str).str.len().any()]]
-        lines += [f"### {titles.get(str(section), str(section))}", ""]
-        lines += _markdown(part) + [""]
-    return lines
+        doc.heading(3, titles.get(str(section), str(section)))
+        doc.table(*_cells(part))
 
 
-def _families_section(leaderboard: Any, folder: RunFolder) -> list[str]:
-    lines = ["## Validation accuracy by family and placement", ""]
-    if leaderboard is None or not len(leaderboard):
-        return lines + ["No trials in leaderboard.csv yet.", ""]
-    df = leaderboard[leaderboard["status"] == "complete"]
+def _families_section(doc: Document, folder: RunFolder, board: Any) -> None:
+    doc.heading(2, "Validation accuracy by family and placement")
+    if not _has(board, "status", "family", "placement", "best_val_accuracy"):
+        doc.note("No trials in leaderboard.csv yet.")
+        return
+    board = board.assign(placement=board["placement"].map(format_cell))
+    df = board[board["status"] == "complete"]
     if not len(df):
-        return lines + ["No complete trial yet.", ""]
+        doc.note("No complete trial yet.")
+        return
     keys = ["family", "placement"]
-    df = df.assign(**{k: df[k].map(lambda v: format_cell(v)) for k in keys})
     label = "val accuracy"
     best, mean = f"best {label}", f"mean {label}"
     grouped = df.groupby(keys, sort=True)["best_val_accuracy"].agg(["count", "max", "mean"])
     grouped = grouped.reset_index().rename(columns={"count": "trials", "max": best, "mean": mean})
     grouped = grouped.sort_values(best, ascending=False, kind="stable")
-    lines += _markdown(grouped) + [""]
-    bars = [
-        (" / ".join(str(row[k]) for k in keys), float(row[best]), float(row[mean]))
-        for _, row in grouped.iterrows()
-    ]
-    path = folder.report_path("report_families.png")
+    doc.table(*_cells(grouped))
+    shown = board[board["status"].isin(["complete", "pruned"])]
+    pairs = sorted(
+        set(zip(shown["family"], shown["placement"], strict=True)),
+        key=lambda p: (_FAMILY_ORDER.get(p[0], 9), p[1]),
+    )
+    groups = [(f, p, _placement_words(f, p)) for f, p in pairs]
+    caption = (
+        "Each dot is one trial (hollow: pruned, stopped early); the star marks the best trial "
+        "of each family; `@ k` is the block the attention layer follows (0: the first layer). "
+        "The axis is zoomed to the complete trials; triangles on the bottom edge lie below it."
+    )
+    doc.drawn_figure(
+        folder.report_path("report_families.png"),
+        plots.families_strip,
+        board,
+        groups,
+        alt="validation accuracy by family and placement",
+        caption=caption,
+    )
+
+
+def _top_section(doc: Document, board: Any, top: int) -> None:
+    doc.heading(2, f"Best {top} trials")
+    if board is None or not len(board):
+        doc.note("No trials yet.")
+        return
+    gammas = [c for c in board.columns if str(c).startswith("gamma_")]
+    columns = [c for c in (*_TOP_COLUMNS, *gammas) if c in board.columns]
+    doc.para("All trials, every status, are in `leaderboard.csv`.")
+    doc.table(*_cells(board[columns].head(top)))
+
+
+def _versions_section(doc: Document, info: dict) -> None:
+    doc.heading(2, "Versions")
+    versions = info.get("versions") if isinstance(info.get("versions"), dict) else {}
+    command = info.get("command")
+    if not versions and not command:
+        doc.note("run.json records no versions yet.")
+        return
+    rows = [(k, format_cell(v)) for k, v in versions.items()]
+    if isinstance(command, list):
+        rows.append(("command", " ".join(str(c) for c in command)))
+    doc.table(["package", "version"], rows)
+
+
+def _finite(value: Any) -> bool:
     try:
-        bar_chart(bars, path, title=f"{label}: best (bar) and mean (line)")
-        lines += [f"![{label} by family and placement]({path.name})", ""]
-    except Exception as exc:  # noqa: BLE001 - a plot must not cost the report
-        lines += [f"(plot skipped: {type(exc).__name__}: {exc})", ""]
-    return lines
-
-
-def _top_section(leaderboard: Any, top: int) -> list[str]:
-    lines = [f"## Best {top} trials", ""]
-    if leaderboard is None or not len(leaderboard):
-        return lines + ["No trials yet.", ""]
-    gammas = [c for c in leaderboard.columns if str(c).startswith("gamma_")]
-    columns = [c for c in (*_TOP_COLUMNS, *gammas) if c in leaderboard.columns]
-    table = leaderboard[columns].head(top)
-    lines += ["All trials, every status, are in `leaderboard.csv`.", ""]
-    return lines + _markdown(table) + [""]
-
-
-def _model_sections(folder: RunFolder, config: dict, images: Any, num_images: int) -> list[str]:
-    gamma_lines = ["## Learned gamma (best model)", ""]
-    map_lines = ["## Attention maps (best model)", ""]
-    if not folder.best_model_path.is_file():
-        note = [f"No {folder.best_model_path.name} yet.", ""]
-        return gamma_lines + note + map_lines + note
-    try:
-        from attn_search.export import load_best_model
-        from attn_search.layers import SelfAttentionConv2D
-
-        model = load_best_model(folder.path)
-        layers = [x for x in _all_layers(model) if isinstance(x, SelfAttentionConv2D)]
-    except Exception as exc:  # noqa: BLE001
-        note = [f"(best model could not be loaded: {type(exc).__name__}: {exc})", ""]
-        return gamma_lines + note + map_lines + note
-    if not layers:
-        note = ["The best model has no attention layer (a baseline won).", ""]
-        return gamma_lines + note + map_lines + note
-
-    rows = [
-        [
-            _md(layer.name),
-            _md(layer.num_heads),
-            _md(getattr(layer, "kv_pool", 1)),
-            _md(tuple(layer.input.shape)[1:]),
-            _md(float(_to_numpy(layer.gamma))),
-        ]
-        for layer in layers
-    ]
-    gamma_lines += [
-        "gamma scales each attention branch (`y = shortcut(x) + gamma * attention`); it is "
-        "learned, so its size after training shows how much the model chose to use attention.",
-        "",
-        *markdown_table(["layer", "heads", "kv_pool", "input", "learned gamma"], rows),
-        "",
-    ]
-
-    try:
-        if images is None:
-            images = _validation_images(config, num_images)
-        images = _to_numpy(images)[:num_images].astype("float32")
-        maps = [_attention_map(model, layer, images) for layer in layers]
-        path = folder.report_path("report_attention.png")
-        attention_figure(images, maps, [x.name for x in layers], path)
-        map_lines += [
-            "Each row is a validation image; each further column, one attention layer: where "
-            "its queries look on average (mean over heads and query positions), brighter is "
-            "more attention.",
-            "",
-            f"![attention maps]({path.name})",
-            "",
-        ]
-    except Exception as exc:  # noqa: BLE001 - maps are a bonus; say why they are missing
-        map_lines += [f"(attention maps skipped: {type(exc).__name__}: {exc})", ""]
-    return gamma_lines + map_lines
-
-
-# --------------------------------------------------------------------------- model helpers
-def _all_layers(model: Any) -> list:
-    out = []
-    for layer in getattr(model, "layers", []):
-        out.append(layer)
-        if hasattr(layer, "layers"):
-            out.extend(_all_layers(layer))
-    return out
-
-
-def _to_numpy(value: Any) -> Any:
-    import numpy as np
-
-    if hasattr(value, "numpy"):
-        return np.asarray(value.numpy())
-    try:
-        import keras
-
-        return np.asarray(keras.ops.convert_to_numpy(value))
-    except Exception:  # noqa: BLE001
-        return np.asarray(value)
-
-
-def _validation_images(config: dict, n: int) -> Any:
-    """The first `n` validation images of the run's dataset, as config.yaml describes it."""
-    from attn_search.datasets import load_dataset
-
-    section = config.get("dataset")
-    kwargs: dict[str, Any] = {}
-    if isinstance(section, dict):
-        spec = section.get("spec") or section.get("name") or section.get("source")
-        for key in ("limit", "image_size", "seed", "val_fraction", "test_fraction"):
-            if section.get(key) is not None:
-                kwargs[key] = section[key]
-    else:
-        spec = section
-    for key in ("limit", "image_size", "seed"):
-        if key not in kwargs and config.get(key) is not None:
-            kwargs[key] = config[key]
-    if "image_size" in kwargs:
-        kwargs["image_size"] = tuple(kwargs["image_size"])
-    if not spec:
-        raise ValueError("config.yaml does not name the dataset")
-    dataset = load_dataset(spec, **kwargs)
-    for x, _ in dataset.val(n).take(1):
-        return _to_numpy(x)
-    raise ValueError("the validation split is empty")
-
-
-def _attention_map(model: Any, layer: Any, images: Any) -> Any:
-    """(N, Hk, Wk): the layer's attention, averaged over heads and query positions."""
-    import keras
-    import numpy as np
-
-    features = keras.Model(model.input, layer.input)(images)
-    _, scores = layer(features, return_attention_scores=True)  # (N, heads, HW, S)
-    scores = _to_numpy(scores).mean(axis=(1, 2))  # (N, S)
-    height, width = int(features.shape[1]), int(features.shape[2])
-    pool = int(getattr(layer, "kv_pool", 1) or 1)
-    hk, wk = math.ceil(height / pool), math.ceil(width / pool)
-    if hk * wk != scores.shape[-1]:
-        side = int(round(math.sqrt(scores.shape[-1])))
-        hk, wk = side, scores.shape[-1] // side
-    return np.asarray(scores).reshape(len(images), hk, wk)
-
-
-# --------------------------------------------------------------------------- drawing (Pillow)
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False

@@ -63,7 +63,17 @@ CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
 FINALISTS_FILE = "finalists.json"
 BEST_MODEL_FILE = "best_model.keras"
-REPORT_FILES = ("report.md", "report.html", "report_families.png", "report_attention.png")
+REPORT_FILES = (
+    "report.md",
+    "report.html",
+    "report_verdict.png",
+    "report_finalists.png",
+    "report_families.png",
+    "report_tradeoff.png",
+    "report_history.png",
+    "report_gamma.png",
+    "report_attention.png",
+)
 EXPORT_DIR = "export"
 #: The default file name of each export format.
 EXPORT_NAMES = {
