@@ -83,7 +83,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     quiet_tensorflow(args)
-    from attn_search.formatting import frame_cells, text_table
+    from attn_search.formatting import text_table
     from attn_search.inference import predict
 
     # The progress bar shows on a terminal only (never when piped); --quiet turns it off.
@@ -91,6 +91,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.out:
         print(f"Predictions for {len(table)} image(s) written to {args.out}")
     else:
-        shown = table[["file", "predicted_class", "probability"]]
-        print(text_table(*frame_cells(shown, significant=3)))
+        rows = [
+            [row.file, row.predicted_class, f"{row.probability:.3f}"] for row in table.itertuples()
+        ]
+        print(text_table(["file", "predicted_class", "probability"], rows))
     return 0

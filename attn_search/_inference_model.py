@@ -135,8 +135,12 @@ class LoadedModel:
         import keras
         import numpy as np
 
-        probe = keras.Model(self.model.inputs, [self.model.output, *(x.input for x in layers)])
-        probs, *features = probe.predict_on_batch(x)
+        if getattr(self, "_probe_layers", None) != layers:
+            # One model for the outputs and every attention layer's input, built once.
+            outputs = [self.model.output, *(layer.input for layer in layers)]
+            self._probe = keras.Model(self.model.inputs, outputs)
+            self._probe_layers = layers
+        probs, *features = self._probe.predict_on_batch(x)
         maps = []
         for layer, feature in zip(layers, features, strict=True):
             _, scores = layer(feature, return_attention_scores=True)  # (1, heads, HW, S)

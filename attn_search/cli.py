@@ -6,6 +6,7 @@ Each command parses its arguments, calls one public library function, and prints
     attn-search leaderboard RUN_DIR --top 5           # attn_search.leaderboard.read_leaderboard
     attn-search export RUN_DIR --format tflite --to model.tflite   # attn_search.export.export_model
     attn-search report RUN_DIR                        # attn_search.report.write_report
+    attn-search predict RUN_DIR photos/ --out p.csv   # attn_search.inference.predict (explain)
     attn-search dashboard RUN_DIR --port 8080         # attn_search.dashboard.serve_dashboard
     attn-search datasets                              # attn_search.datasets.available
     attn-search spaces                                # attn_search.spaces.list_spaces
@@ -28,7 +29,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from attn_search import __version__
+from attn_search import __version__, _inference_cli
 from attn_search._cli_flags import _bounded, add_run_flags, choice, positive_int, run_config
 from attn_search._cli_quiet import quiet_tensorflow
 from attn_search.errors import (
@@ -108,6 +109,7 @@ _DESCRIPTIONS = {
         "report_families.png), the best trials, and the best model's learned gamma and "
         "attention maps (report_attention.png).",
     ),
+    **_inference_cli.DESCRIPTIONS,  # explain, predict
     "dashboard": (
         "open a run's Optuna study in optuna-dashboard (the dashboard extra)",
         "Serve the run's Optuna study in optuna-dashboard on HOST:PORT until Ctrl-C: "
@@ -199,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="PATH", help="where to write the export")
     p.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
     command("report", _cmd_report, *_DESCRIPTIONS["report"], run_dir=True)
+    _inference_cli.add_commands(command)  # explain, predict
     p = command("dashboard", _cmd_dashboard, *_DESCRIPTIONS["dashboard"], run_dir=True)
     p.add_argument("--host", default="127.0.0.1", help="listen here (default: this machine only)")
     p.add_argument("--port", type=_port, default=8080, help="default: 8080; 0: any free port")

@@ -160,10 +160,11 @@ def explain(
             "so it has no attention to draw (a run whose best model is a baseline has none); "
             f"give a model with attention. Received: model_or_run_dir='{source.given}'"
         )
+    batch = loaded.prepare(files)  # (N, H, W, C): every image is read before anything is written
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for file, stem in zip(files, _unique_stems(files), strict=True):
-        image = loaded.prepare([file])  # (1, H, W, C)
+    for file, stem, image in zip(files, _unique_stems(files), batch, strict=True):
+        image = image[None]  # (1, H, W, C)
         probs, maps = loaded.attention(image, layers)
         k = int(probs.argmax())
         title = f"{file.name}: predicted {loaded.class_names[k]!r} (p={probs[k]:.2f})"
