@@ -29,6 +29,7 @@ __all__ = [
     "markdown_table",
     "records_table",
     "frame_cells",
+    "placement_label",
 ]
 
 #: Words in a column name that mark a measured quantity: its floats always keep decimals.
@@ -197,3 +198,13 @@ def records_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> 
     columns = [c for c in columns if any(c in r for r in rows)] or list(rows[0])
     body = [[format_cell(r.get(c), missing="", yes_no=True) for c in columns] for r in rows]
     return text_table(columns, body, align_numbers=False)
+
+
+def placement_label(placements: Any) -> str:
+    """`[1, 2]` -> `"1+2"`; an empty list or `None` -> `"none"` (no attention layer)."""
+    if placements is None:
+        return "none"
+    if isinstance(placements, str):
+        return placements
+    items = [str(p) for p in placements]
+    return "+".join(items) if items else "none"

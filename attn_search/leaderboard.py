@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from attn_search.comparison import COMPARISON_COLUMNS, comparison_frame
 from attn_search.errors import RunDirError
-from attn_search.formatting import frame_cells, text_table
+from attn_search.formatting import frame_cells, placement_label, text_table
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -35,6 +35,7 @@ __all__ = [
     "read_leaderboard",
     "read_comparison",
     "format_table",
+    "placement_label",
 ]
 
 LEADERBOARD_FILE = "leaderboard.csv"
@@ -62,16 +63,6 @@ _TAIL = LEADERBOARD_COLUMNS[9:]
 
 _STATUS_ORDER = {"complete": 0, "skipped": 1, "pruned": 2, "failed": 3}
 _TEXT = ("status", "family", "placement", "engine", "error", "section", "verdict")
-
-
-def placement_label(placements: Any) -> str:
-    """`[1, 2]` -> `"1+2"`; an empty list or `None` -> `"none"` (no attention layer)."""
-    if placements is None:
-        return "none"
-    if isinstance(placements, str):
-        return placements
-    items = [str(p) for p in placements]
-    return "+".join(items) if items else "none"
 
 
 def records_to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:

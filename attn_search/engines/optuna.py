@@ -28,6 +28,7 @@ from attn_search.engines.base import (
     worker_is_dead,
 )
 from attn_search.errors import ConfigError
+from attn_search.formatting import placement_label
 
 __all__ = ["SAMPLERS", "PRUNERS", "OptunaEngine", "OptunaHyperParameters"]
 
@@ -156,9 +157,7 @@ def _flat_attrs(record: dict[str, Any]) -> dict[str, Any]:
         flat["family"] = str(record["family"])
     placements = record.get("placements")
     if isinstance(placements, (list, tuple)):  # None: the model was never built
-        # The leaderboard's label (`attn_search.leaderboard.placement_label`, a module this
-        # one may not import): [1, 2] -> "1+2", [] -> "none".
-        flat["placement"] = "+".join(str(p) for p in placements) or "none"
+        flat["placement"] = placement_label(placements)
     if isinstance(record.get("params"), int):
         flat["params"] = record["params"]
     return flat
@@ -255,6 +254,8 @@ class OptunaEngine(Engine):
             direction="maximize",
             load_if_exists=True,
         )
+        # The objective's name in optuna-dashboard and Optuna's plots ("Objective 0" otherwise).
+        self.study.set_metric_names(["best_val_accuracy"])
         self._recover()
 
     def _recover(self) -> None:

@@ -83,7 +83,7 @@ def _fit_one(run: Run, fit: planning.FinalistFit, reuse):
     import keras
     import keras_tuner
 
-    from attn_search.leaderboard import placement_label
+    from attn_search.formatting import placement_label
     from attn_search.runner.training import fit as fit_model
     from attn_search.runner.training import reinitialize
 
