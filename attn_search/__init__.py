@@ -44,6 +44,8 @@ _LAZY = {
     "RunConfig": "attn_search.runner",
     "RunResult": "attn_search.runner",
     "export_model": "attn_search.export",
+    "explain": "attn_search.inference",
+    "predict": "attn_search.inference",
     "write_report": "attn_search.report",
 }
 

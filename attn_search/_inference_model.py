@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from attn_search.errors import ConfigError, DatasetError, RunDirError
-from attn_search.runfolder import RunFolder
+from attn_search.runfolder import EXPLAIN_DIR, RunFolder
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -76,9 +76,10 @@ class ModelSource:
 
 
 def default_explain_dir(source: ModelSource) -> pathlib.Path:
-    # TODO(lead): a run folder's names belong to RunFolder; ask for `RunFolder.explain_dir`
-    # ("explain", beside best_model.keras) and use it here for run folders.
-    return source.file.parent / "explain"
+    """A run's `explain/` folder (RunFolder names it), or `explain/` beside a model file."""
+    if source.run is not None:
+        return source.run.explain_dir
+    return source.file.parent / EXPLAIN_DIR
 
 
 class LoadedModel:

@@ -75,6 +75,7 @@ REPORT_FILES = (
     "report_attention.png",
 )
 EXPORT_DIR = "export"
+EXPLAIN_DIR = "explain"  # `attn-search explain` without --out
 #: The default file name of each export format.
 EXPORT_NAMES = {
     "keras": "best_model.keras",
@@ -181,6 +182,11 @@ class RunFolder:
     def export_path(self, format: str) -> pathlib.Path:
         """Where an export in `format` goes when no destination is given: `export/` here."""
         return self.path / EXPORT_DIR / EXPORT_NAMES[format]
+
+    @property
+    def explain_dir(self) -> pathlib.Path:
+        """Where `attn-search explain` writes its pictures when no `--out` is given."""
+        return self.path / EXPLAIN_DIR
 
     def report_path(self, name: str) -> pathlib.Path:
         """The path of one of the report's files (`REPORT_FILES`)."""

@@ -15,7 +15,17 @@ from attn_search import __version__
 from attn_search.cli import main
 from attn_search.errors import DatasetError, RunDirError, TrialFailedError
 
-SUBCOMMANDS = ["run", "leaderboard", "export", "report", "datasets", "spaces"]
+SUBCOMMANDS = [
+    "run",
+    "leaderboard",
+    "export",
+    "report",
+    "explain",
+    "predict",
+    "dashboard",
+    "datasets",
+    "spaces",
+]
 
 
 def _python_env() -> dict:
@@ -240,13 +250,13 @@ def test_report_help_says_what_it_writes(capsys):
         (["export", "r", "--format", "keras"], "the following arguments are required: --to"),
         (
             ["fly"],
-            "unknown command 'fly': choose from run, leaderboard, export, report, datasets or "
-            "spaces",
+            "unknown command 'fly': choose from run, leaderboard, export, report, explain, "
+            "predict, dashboard, datasets or spaces",
         ),
         (
             [],
-            "a command is required: run, leaderboard, export, report, datasets or spaces. "
-            "See 'attn-search --help'.",
+            "a command is required: run, leaderboard, export, report, explain, predict, "
+            "dashboard, datasets or spaces. See 'attn-search --help'.",
         ),
     ],
 )
