@@ -80,10 +80,10 @@ def model_sections(
         doc.note(f"(attention maps skipped: {type(exc).__name__}: {exc})")
         return
     caption = (
-        "First column: a validation image with the query positions (numbered dots) of each "
-        "attention layer; then, per head, where each query looks, on a log scale: red key cells "
-        "get more than uniform attention (1 / the number of key cells), blue less, white about "
-        "uniform; black lines outline the image's shapes."
+        "First column: a validation image with the query positions (numbered dots) whose "
+        "attention is most concentrated, at each attention layer; then, per head, where each "
+        "query looks, on a log scale: red key cells get more than uniform attention (1 / the "
+        "number of key cells), blue less, white about uniform; black lines outline the image."
     )
     doc.drawn_figure(
         folder.report_path("report_attention.png"),
@@ -169,15 +169,20 @@ def attention_maps(model: Any, layer: Any, images: Any) -> tuple[Any, tuple[int,
     return scores.reshape(*scores.shape[:3], hk, wk), (height, width)
 
 
-def query_positions(height: int, width: int, count: int) -> list[tuple[int, int]]:
-    """`count` (row, col) query cells spread along the grid's diagonal, distinct."""
-    spots = (
-        [(0.25, 0.25), (0.5, 0.5), (0.75, 0.75)][:count]
-        if count < 3
-        else [(0.25, 0.25), (0.5, 0.75), (0.75, 0.3)]
-    )
-    cells = [(min(height - 1, int(r * height)), min(width - 1, int(c * width))) for r, c in spots]
-    return list(dict.fromkeys(cells))
+def query_positions(scores: Any, width: int, count: int) -> list[tuple[int, int]]:
+    """The `count` query cells whose attention is most concentrated (highest peak weight over
+    heads), each at least 2 cells from the others. scores: `(heads, HW, Hk, Wk)`."""
+    import numpy as np
+
+    peak = np.asarray(scores).max(axis=(0, 2, 3))  # (HW,)
+    chosen: list[tuple[int, int]] = []
+    for index in np.argsort(-peak, kind="stable"):
+        cell = (int(index) // width, int(index) % width)
+        if all(max(abs(cell[0] - r), abs(cell[1] - c)) >= 2 for r, c in chosen):
+            chosen.append(cell)
+        if len(chosen) == count:
+            break
+    return chosen
 
 
 def attention_figure(
@@ -212,7 +217,7 @@ def attention_figure(
         for j, (name, scores, (hq, wq), pool) in enumerate(layers):
             r = i * len(layers) + j
             sy, sx = image_h / hq, image_w / wq
-            queries = query_positions(hq, wq, n_queries)
+            queries = query_positions(scores[i], wq, n_queries)
             ax = axes[r][0]
             _show(ax, picture)
             for q, (qy, qx) in enumerate(queries):
