@@ -64,16 +64,9 @@ RUN_FILE = "run.json"
 FINALISTS_FILE = "finalists.json"
 BEST_MODEL_FILE = "best_model.keras"
 REPORT_FILES = (
-    "report.md",
-    "report.html",
-    "report_verdict.png",
-    "report_finalists.png",
-    "report_families.png",
-    "report_tradeoff.png",
-    "report_history.png",
-    "report_gamma.png",
-    "report_attention.png",
-)
+    "report.md", "report.html", "report_verdict.png", "report_finalists.png", "report_families.png",
+    "report_tradeoff.png", "report_history.png", "report_gamma.png", "report_attention.png",
+)  # fmt: skip
 EXPORT_DIR = "export"
 EXPLAIN_DIR = "explain"  # `attn-search explain` without --out
 #: The default file name of each export format.
