@@ -103,11 +103,12 @@ _DESCRIPTIONS = {
         "without attn_search; tflite: a TensorFlow Lite flatbuffer.",
     ),
     "report": (
-        "write a run's report (report.md and two PNG plots) into its folder",
-        "Write report.md into RUN_DIR: the run's status and timings, its settings, attention "
-        "against its baselines, validation accuracy by family and placement (with "
-        "report_families.png), the best trials, and the best model's learned gamma and "
-        "attention maps (report_attention.png).",
+        "write a run's report (report.html and report.md, with figures) into its folder",
+        "Write report.html and report.md into RUN_DIR, also for a run still going or "
+        "interrupted: the verdict beside each finalist's difference to its twins, validation "
+        "accuracy by family and placement, the finalists' test accuracy per seed, accuracy "
+        "against parameters and training time, the optimisation history, the learned gamma, "
+        "attention maps of the best model, and the settings, timings and best trials.",
     ),
     **_inference_cli.DESCRIPTIONS,  # explain, predict
     "dashboard": (
@@ -315,7 +316,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from attn_search.report import write_report
 
     path = write_report(args.run_dir)
-    print(f"Report written to {path}")
+    print(f"Report written to {path.with_name('report.html')} (and {path.name})")
     return EXIT_OK
 
 
