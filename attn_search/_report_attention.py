@@ -79,19 +79,12 @@ def model_sections(
     except Exception as exc:  # noqa: BLE001 - maps are a bonus; say why they are missing
         doc.note(f"(attention maps skipped: {type(exc).__name__}: {exc})")
         return
-    caption = (
-        "First column: a validation image with the query positions (numbered dots) whose "
-        "attention is most concentrated, at each attention layer; then, per head, where each "
-        "query looks, on a log scale: red key cells get more than uniform attention (1 / the "
-        "number of key cells), blue less, white about uniform; black lines outline the image."
-    )
     doc.drawn_figure(
         folder.report_path("report_attention.png"),
         attention_figure,
         images,
         maps,
-        alt="attention maps",
-        caption=caption,
+        **_FIGURE_TEXT["report_attention.png"],
     )
 
 
@@ -320,3 +313,17 @@ def _mark(ax: Any, x: float, y: float, q: int) -> None:
         color=_QUERY_COLORS[q % 3],
         fontweight="bold",
     )
+
+
+#: Each figure's alt text and caption (how to read it), by file name.
+_FIGURE_TEXT = {
+    "report_attention.png": {
+        "alt": "attention maps",
+        "caption": (
+            "First column: a validation image with the query positions (numbered dots) whose "
+            "attention is most concentrated, at each attention layer; then, per head, where each "
+            "query looks, on a log scale: red key cells get more than uniform attention (1 / the "
+            "number of key cells), blue less, white about uniform; black lines outline the image."
+        ),
+    },
+}

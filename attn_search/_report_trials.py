@@ -47,41 +47,31 @@ def _finite(value: Any) -> bool:
 
 
 def _tradeoff_section(doc: Document, folder: RunFolder, board: Any) -> None:
-    doc.heading(2, "Accuracy against cost")
-    if not _has(board, "status", "family", "best_val_accuracy", "params", "train_seconds"):
-        doc.note("No trials with parameter counts and training times in leaderboard.csv yet.")
-        return
-    caption = (
-        "Up and to the left is better: circled trials on the dashed Pareto front are the most "
-        "accurate for their cost; a trial right of the front costs more for no more accuracy. "
-        "Pruned trials (hollow) stopped early, so their time is partial."
-    )
-    doc.drawn_figure(
-        folder.report_path("report_tradeoff.png"),
-        trade_off,
-        board,
-        alt="accuracy against parameters and training time",
-        caption=caption,
-    )
+    needs = ("status", "family", "best_val_accuracy", "params", "train_seconds")
+    missing = "No trials with parameter counts and training times in leaderboard.csv yet."
+    _board_figure(doc, folder, board, "Accuracy against cost", needs, missing, trade_off)
 
 
 def _history_section(doc: Document, folder: RunFolder, board: Any) -> None:
-    doc.heading(2, "Optimisation history")
-    if not _has(board, "trial_id", "status", "family", "best_val_accuracy"):
-        doc.note("No trials in leaderboard.csv yet.")
+    needs = ("trial_id", "status", "family", "best_val_accuracy")
+    missing = "No trials in leaderboard.csv yet."
+    _board_figure(doc, folder, board, "Optimisation history", needs, missing, history)
+
+
+_FILES = {
+    "Accuracy against cost": "report_tradeoff.png",
+    "Optimisation history": "report_history.png",
+}
+
+
+def _board_figure(doc, folder, board, title, needs, missing, draw) -> None:
+    """A section with one figure of the leaderboard, or a sentence when its columns are missing."""
+    doc.heading(2, title)
+    if not _has(board, *needs):
+        doc.note(missing)
         return
-    caption = (
-        "Trials in the order the search ran them; the black step is the best complete trial so "
-        "far (flat: the search found nothing better). Hollow: pruned; x on the bottom edge: "
-        "failed (see the error column of leaderboard.csv)."
-    )
-    doc.drawn_figure(
-        folder.report_path("report_history.png"),
-        history,
-        board,
-        alt="optimisation history",
-        caption=caption,
-    )
+    name = _FILES[title]
+    doc.drawn_figure(folder.report_path(name), draw, board, **_FIGURE_TEXT[name])
 
 
 def _gamma_section(doc: Document, folder: RunFolder, board: Any) -> None:
@@ -105,17 +95,11 @@ def _gamma_section(doc: Document, folder: RunFolder, board: Any) -> None:
     if not points:
         doc.note("No attention trial with a learned gamma in leaderboard.csv yet.")
         return
-    caption = (
-        "gamma scales each attention branch (`y = shortcut(x) + gamma * attention`); the further "
-        "a trained layer's gamma is from the dashed zero line, the more that network uses "
-        "attention. Grey dash: the value it started from; hollow: pruned trials."
-    )
     doc.drawn_figure(
         folder.report_path("report_gamma.png"),
         gamma_strip,
         [p[1:] for p in sorted(points)],
-        alt="learned gamma per layer",
-        caption=caption,
+        **_FIGURE_TEXT["report_gamma.png"],
     )
 
 
@@ -284,3 +268,32 @@ def gamma_strip(points: Sequence[tuple[str, float, float, str]], path: pathlib.P
     if any(p[3] != "complete" for p in points):
         legend_statuses(ax, ["attention"], [p[3] for p in points])
     save_figure(fig, path)
+
+
+#: Each figure's alt text and caption (how to read it), by file name.
+_FIGURE_TEXT = {
+    "report_tradeoff.png": {
+        "alt": "accuracy against parameters and training time",
+        "caption": (
+            "Up and to the left is better: circled trials on the dashed Pareto front are the most "
+            "accurate for their cost; a trial right of the front costs more for no more accuracy. "
+            "Pruned trials (hollow) stopped early, so their time is partial."
+        ),
+    },
+    "report_history.png": {
+        "alt": "optimisation history",
+        "caption": (
+            "Trials in the order the search ran them; the black step is the best complete trial so "
+            "far (flat: the search found nothing better). Hollow: pruned; x on the bottom edge: "
+            "failed (see the error column of leaderboard.csv)."
+        ),
+    },
+    "report_gamma.png": {
+        "alt": "learned gamma per layer",
+        "caption": (
+            "gamma scales each attention branch (`y = shortcut(x) + gamma * attention`); the "
+            "further a trained layer's gamma is from the dashed zero line, the more that network "
+            "uses attention. Grey dash: the value it started from; hollow: pruned trials."
+        ),
+    },
+}

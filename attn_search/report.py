@@ -192,17 +192,11 @@ def _verdict_section(doc: Document, folder: RunFolder, comparison: Any) -> None:
         doc.bullets(sentences)
         doc.para(explain)
         return
-    caption = (
-        "One line per finalist and twin: the dot is the mean paired difference over seeds, the "
-        "bar its 95% interval; right of the dashed zero line attention is more accurate, and a "
-        "bar that crosses zero is no detectable difference."
-    )
     doc.drawn_figure(
         folder.report_path("report_verdict.png"),
         plots.verdict_forest,
         twins,
-        alt="verdict",
-        caption=caption,
+        **_FIGURE_TEXT["report_verdict.png"],
         beside=sentences,
     )
     if not any(b[0] == "figure" and b[1] == "report_verdict.png" for b in doc.blocks):
@@ -248,16 +242,11 @@ def _finalists_section(doc: Document, folder: RunFolder, runs: list[dict]) -> No
                 f"finalist {key}: trial #{run.get('trial_id')}, attention @ {run.get('placement')}"
             )
     panels = [(titles.get(k, f"finalist {k}"), by) for k, by in groups.items()]
-    caption = (
-        "Each grey line joins the models trained with one seed (same data order); the black "
-        "dash is the mean. Lines falling from attention to a twin: attention won on that seed."
-    )
     doc.drawn_figure(
         folder.report_path("report_finalists.png"),
         plots.finalists_paired,
         panels,
-        alt="finalists per seed",
-        caption=caption,
+        **_FIGURE_TEXT["report_finalists.png"],
     )
 
 
@@ -307,18 +296,12 @@ def _families_section(doc: Document, folder: RunFolder, board: Any) -> None:
         key=lambda p: (_FAMILY_ORDER.get(p[0], 9), p[1]),
     )
     groups = [(f, p, _placement_words(f, p)) for f, p in pairs]
-    caption = (
-        "Each dot is one trial (hollow: pruned, stopped early); the star marks the best trial "
-        "of each family; `@ k` is the block the attention layer follows (0: the first layer). "
-        "The axis is zoomed to the complete trials; triangles on the bottom edge lie below it."
-    )
     doc.drawn_figure(
         folder.report_path("report_families.png"),
         plots.families_strip,
         board,
         groups,
-        alt="validation accuracy by family and placement",
-        caption=caption,
+        **_FIGURE_TEXT["report_families.png"],
     )
 
 
@@ -351,3 +334,31 @@ def _finite(value: Any) -> bool:
         return value is not None and math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
+
+
+#: Each figure's alt text and caption (how to read it), by file name.
+_FIGURE_TEXT = {
+    "report_verdict.png": {
+        "alt": "verdict",
+        "caption": (
+            "One line per finalist and twin: the dot is the mean paired difference over seeds, the "
+            "bar its 95% interval; right of the dashed zero line attention is more accurate, and a "
+            "bar that crosses zero is no detectable difference."
+        ),
+    },
+    "report_finalists.png": {
+        "alt": "finalists per seed",
+        "caption": (
+            "Each grey line joins the models trained with one seed (same data order); the black "
+            "dash is the mean. Lines falling from attention to a twin: attention won on that seed."
+        ),
+    },
+    "report_families.png": {
+        "alt": "validation accuracy by family and placement",
+        "caption": (
+            "Each dot is one trial (hollow: pruned, stopped early); the star marks the best trial "
+            "of each family; `@ k` is the block the attention layer follows (0: the first layer). "
+            "The axis is zoomed to the complete trials; triangles on the bottom edge lie below it."
+        ),
+    },
+}
