@@ -81,8 +81,10 @@ def _walk(model, insert: dict[str, dict] | None = None):
             Attention follows only calls whose output is a feature map; the caller checks.
 
     Returns:
-        `(calls, new_model)`: the calls, in an order where every call comes after the calls it
-        consumes, and the rebuilt model (the same layers, attention inserted).
+        `(calls, produced, outputs, new_model)`: the calls, in an order where every call comes
+        after the calls it consumes; the index of the call that produced each tensor (by id);
+        the model's output tensors in that graph; the rebuilt model (the same layers, attention
+        inserted).
     """
     insert = insert or {}
     calls: list[_Call] = []
@@ -123,6 +125,7 @@ def _walk(model, insert: dict[str, dict] | None = None):
             if attention is not None:
                 layers.append(attention)
             x = finish(call, outputs)
+        outputs = [x]
         new_model = keras.Sequential(layers, name=model.name, trainable=model.trainable)
         if model.compiled:
             new_model.compile_from_config(model.get_compile_config())
@@ -137,12 +140,26 @@ def _walk(model, insert: dict[str, dict] | None = None):
             return finish(call, outputs)
 
         # `clone_function` returns each layer itself: the new graph shares layers and weights.
-        new_model = keras.models.clone_model(
-            model, clone_function=lambda layer: layer, call_function=call_function
+        # Only the inputs are new (clone_model always makes them): keep their layers' names.
+        input_names = {
+            id(layer.output): layer.name
+            for layer in model.layers
+            if isinstance(layer, keras.layers.InputLayer)
+        }
+        inputs = keras.tree.map_structure(
+            lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=input_names.get(id(t))),
+            model.input,
         )
+        new_model = keras.models.clone_model(
+            model,
+            input_tensors=inputs,
+            clone_function=lambda layer: layer,
+            call_function=call_function,
+        )
+        outputs = new_model.outputs
     for call in calls:
         call.count = counts[id(call.layer)]
-    return calls, produced, new_model
+    return calls, produced, outputs, new_model
 
 
 def _cuts(calls: list[_Call], produced: dict[int, int], model_outputs) -> set[int]:
@@ -177,9 +194,9 @@ def _area(shape) -> int | None:
 def _points(model) -> tuple[list[_Call], list[_Call], list[_Call]]:
     """`(every call, the valid points, the default points)`, each in graph order."""
     _check_model(model)
-    calls, produced, new_model = _walk(model)
+    calls, produced, outputs, _ = _walk(model)
     valid = [c for c in calls if _feature_map_problem(c, c.count) is None]
-    cuts = _cuts(calls, produced, new_model.outputs)
+    cuts = _cuts(calls, produced, outputs)
     # Default points: feature maps every path goes through, leaving out padding (a map that
     # grows) and keeping the last one at each resolution before the map shrinks.
     chain = [
@@ -190,7 +207,8 @@ def _points(model) -> tuple[list[_Call], list[_Call], list[_Call]]:
         and not (_area(c.shape) and _area(c.input_shape) and _area(c.shape) > _area(c.input_shape))
     ]
     stage_ends = []
-    for here, after in zip(chain, chain[1:] + [None], strict=True):
+    for i, here in enumerate(chain):
+        after = chain[i + 1] if i + 1 < len(chain) else None
         if after is None:
             stage_ends.append(here)
         elif _area(here.shape) and _area(after.shape) and _area(after.shape) < _area(here.shape):
@@ -349,4 +367,4 @@ def insert_attention(
     for call in calls:
         calls_by_name.setdefault(call.layer.name, call)
     names = _check_after(after, calls_by_name, valid, stage_ends)
-    return _walk(model, {name: options for name in names})[2]
+    return _walk(model, {name: options for name in names})[3]
