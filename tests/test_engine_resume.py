@@ -211,6 +211,24 @@ def test_optuna_reruns_a_trial_whose_process_was_killed(tmp_path):
     engine.close()
 
 
+def test_optuna_reruns_a_trial_killed_between_ask_and_claim(tmp_path):
+    # `ask` creates the trial, then writes its worker: a kill in between leaves a running trial
+    # without a worker, which the next session of the run folder's own study re-runs.
+    engine = OptunaEngine(sampler="random", pruner="none")
+    engine.open(tmp_path, trials=3, seed=0, max_epochs=2)
+    engine.study.ask()  # created, never claimed
+    engine.close()
+    engine = OptunaEngine(sampler="random", pruner="none")
+    engine.open(tmp_path, trials=3, seed=0, max_epochs=2)
+    (dead,) = engine.records()
+    assert dead["status"] == "failed" and dead["interrupted"] is True
+    assert dead["error"] == (
+        "interrupted: the process running this trial stopped (unknown worker); re-run as trial 1"
+    )
+    assert engine.n_counted() == 0 and engine.ask().number == 1
+    engine.close()
+
+
 def test_optuna_requeues_a_trial_failed_elsewhere_once(tmp_path):
     # Another worker's heartbeat check failed this trial (no record): it is re-run once.
     from optuna.trial import TrialState

@@ -13,6 +13,7 @@ shows as columns (`attn-search dashboard RUN_DIR`).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import pathlib
 from typing import Any
@@ -241,6 +242,7 @@ class OptunaEngine(Engine):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._opened_at = datetime.datetime.now()  # Optuna's trial times are naive local
         run_dir = pathlib.Path(run_dir)
         storage = _make_storage(self.storage_url, run_dir)
         if overwrite:
@@ -268,7 +270,9 @@ class OptunaEngine(Engine):
         trials = self.study.get_trials(deepcopy=False)
         requeued = self._reruns(trials)
         for t in trials:
-            stale = t.state == TrialState.RUNNING and worker_is_dead(t.user_attrs.get(_WORKER))
+            stale = t.state == TrialState.RUNNING and (
+                worker_is_dead(t.user_attrs.get(_WORKER)) or self._unclaimed(t)
+            )
             orphan = (
                 t.state == TrialState.FAIL
                 and _RECORD not in t.user_attrs
@@ -278,6 +282,16 @@ class OptunaEngine(Engine):
                 worker = t.user_attrs.get(_WORKER, "unknown worker")
                 error = f"interrupted: the process running this trial stopped ({worker})"
                 self._fail_and_requeue(t, error)
+
+    def _unclaimed(self, frozen: Any) -> bool:
+        """A running trial of the run folder's own study that no process ever claimed: `ask`
+        creates the trial, then writes its worker, so a kill between the two leaves a trial
+        that no heartbeat or pid can vouch for. One started before this engine opened is dead
+        (a live worker claims its trial within milliseconds of asking)."""
+        if self.storage_url is not None or _WORKER in frozen.user_attrs:
+            return False
+        started = frozen.datetime_start
+        return started is not None and started < self._opened_at
 
     def _fail_and_requeue(self, frozen: Any, error: str) -> None:
         # Optuna refuses to change a finished trial, and offers no public way to set an
