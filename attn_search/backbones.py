@@ -211,7 +211,11 @@ def _points(model) -> tuple[list[_Call], list[_Call], list[_Call]]:
         after = chain[i + 1] if i + 1 < len(chain) else None
         if after is None:
             stage_ends.append(here)
-        elif _area(here.shape) and _area(after.shape) and _area(after.shape) < _area(here.shape):
+        # Shrinks: to half its area or less (a stride or a pooling), not the few pixels that
+        # an unpadded convolution trims.
+        elif (
+            _area(here.shape) and _area(after.shape) and 2 * _area(after.shape) <= _area(here.shape)
+        ):
             stage_ends.append(here)
     return calls, valid, stage_ends
 
@@ -227,11 +231,11 @@ def attention_points(
     """Where a `SelfAttentionConv2D` can follow a layer of `model`.
 
     By default, the last layer of each spatial-resolution stage: a layer that every path from
-    the inputs to the outputs goes through, whose feature map is the last at its resolution
-    before the map shrinks, and the last such feature map of the model. (Padding layers, whose
-    map grows, are left out.) For a ResNet these are the outputs of its stages (`conv2_block3_out`
-    ... `conv5_block3_out`), the points of the Non-local Networks study. A model whose height
-    and width are not fixed has one default point, its last feature map.
+    the inputs to the outputs goes through, whose feature map is the last before the map
+    shrinks to half its area or less, and the last such feature map of the model. (Padding
+    layers, whose map grows, are left out.) For a ResNet these are the outputs of its stages
+    (`conv2_block3_out` ... `conv5_block3_out`), the points of the Non-local Networks study.
+    A model whose height and width are not fixed has one default point, its last feature map.
 
     Args:
         model: A Functional or Sequential Keras model with a known input shape.
@@ -256,7 +260,7 @@ def attention_points(
     >>> from attn_search import attention_points
     >>> model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3),
     ...     keras.layers.MaxPooling2D(), keras.layers.Conv2D(8, 3), keras.layers.Flatten()])
-    >>> [(p["name"], p["shape"]) for p in attention_points(model)]  # doctest: +SKIP
+    >>> [(p["name"], p["shape"]) for p in attention_points(model)]
     [('conv2d', (30, 30, 8)), ('conv2d_1', (13, 13, 8))]
     """
     _, valid, stage_ends = _points(model)

@@ -131,6 +131,31 @@ def test_a_model_without_a_fixed_size_has_its_last_feature_map_as_default_point(
     assert points == [{"name": "b", "shape": (None, None, 4), "attention_memory_bytes": None}]
 
 
+def test_an_unpadded_convolution_does_not_end_a_stage_but_a_pooling_does():
+    layers = keras.layers
+    inputs = keras.Input((32, 32, 3))
+    x = layers.Conv2D(4, 3, name="a")(inputs)  # 30x30
+    x = layers.Conv2D(4, 3, name="b")(x)  # 28x28: trimmed, not a new stage
+    x = layers.MaxPooling2D(name="pool")(x)  # 14x14
+    x = layers.Conv2D(4, 3, name="c")(x)  # 12x12
+    model = keras.Model(inputs, layers.Flatten()(x))
+    assert [p["name"] for p in attention_points(model)] == ["b", "c"]
+
+
+def test_a_bare_operation_in_the_graph_is_a_point_too():
+    inputs = keras.Input((8, 8, 4))
+    conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    summed = conv + inputs  # a keras.ops operation, not a layer
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="pool")(summed))
+    [point] = attention_points(model)
+    assert point["shape"] == (8, 8, 4)
+    new = insert_attention(model, after=[point["name"]], gamma=0.5)
+    x = _inputs(model)
+    assert _max_diff(new(x), model(x)) > 1e-4
+    new.get_layer(f"attention_after_{point['name']}").gamma.assign(0.0)
+    assert _max_diff(new(x), model(x)) < 1e-6
+
+
 # -- insert_attention: identity at gamma 0, a change otherwise -------------------------------
 
 
