@@ -40,6 +40,8 @@ _LAZY = {
     "load_space": "attn_search.spaces",
     "SearchSpace": "attn_search.spaces",
     "AttentionCNN": "attn_search.hypermodels",
+    "insert_attention": "attn_search.backbones",
+    "attention_points": "attn_search.backbones",
     "run_search": "attn_search.runner",
     "RunConfig": "attn_search.runner",
     "RunResult": "attn_search.runner",
