@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from attn_search._atomic import atomic_path
+from attn_search.formatting import is_finite
 
 __all__ = [
     "ACC_LABEL",
@@ -154,14 +155,14 @@ def verdict_forest(rows: Sequence[dict], path: pathlib.Path) -> None:
         y = len(rows) - 1 - i
         mean, low, high = (row.get(k) for k in ("diff_mean", "diff_ci_low", "diff_ci_high"))
         color = _VERDICT_COLORS.get(str(row.get("verdict")), "#34495e")
-        if _finite(low) and _finite(high):
+        if is_finite(low) and is_finite(high):
             ax.plot([low * 100, high * 100], [y, y], color=color, lw=2.2, solid_capstyle="butt")
             spans += [abs(low * 100), abs(high * 100)]
-        if _finite(mean):
+        if is_finite(mean):
             ax.plot([mean * 100], [y], "o", color=color, ms=8)
             spans.append(abs(mean * 100))
             text = f"{mean * 100:+.1f}"
-            if _finite(low):
+            if is_finite(low):
                 text += f" [{low * 100:+.1f}, {high * 100:+.1f}]"
             ax.annotate(
                 f"{text}  {row.get('verdict')}",
@@ -182,13 +183,6 @@ def verdict_forest(rows: Sequence[dict], path: pathlib.Path) -> None:
     ax.set_title("Verdict: each finalist against its twins (mean and 95% interval over seeds)")
     ax.grid(axis="x", alpha=0.3)
     save_figure(fig, path)
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 # ----------------------------------------------------------------------------------- families

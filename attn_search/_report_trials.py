@@ -19,7 +19,7 @@ from attn_search._report_plots import (
     status_style,
     zoom,
 )
-from attn_search.formatting import format_cell
+from attn_search.formatting import format_cell, is_finite
 
 if TYPE_CHECKING:  # pragma: no cover
     from attn_search._report_doc import Document
@@ -37,13 +37,6 @@ def trial_sections(doc: Document, folder: RunFolder, board: Any) -> None:
 
 def _has(board: Any, *columns: str) -> bool:
     return board is not None and len(board) > 0 and all(c in board.columns for c in columns)
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _tradeoff_section(doc: Document, folder: RunFolder, board: Any) -> None:
@@ -82,14 +75,14 @@ def _gamma_section(doc: Document, folder: RunFolder, board: Any) -> None:
         for row in board[board["status"].isin(["complete", "pruned"])].to_dict("records"):
             blocks = format_cell(row["placement"]).split("+")
             for i, column in enumerate(gammas):
-                if not _finite(row.get(column)):
+                if not is_finite(row.get(column)):
                     continue
                 where = blocks[i] if i < len(blocks) else "?"
                 group = f"after block {where}" if where != "0" else "first layer"
                 if len(blocks) > 1:
                     group += f"\n(of {'+'.join(blocks)})"
                 init = row.get(f"attention/{i}/gamma")
-                init = float(init) if _finite(init) else math.nan
+                init = float(init) if is_finite(init) else math.nan
                 order = (int(where) if where.isdigit() else 99, len(blocks), group)
                 points.append((order, group, init, float(row[column]), row["status"]))
     if not points:

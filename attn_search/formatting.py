@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "as_float",
+    "is_finite",
     "format_cell",
     "is_missing",
     "is_number_cell",
@@ -34,6 +36,19 @@ __all__ = [
 
 #: Words in a column name that mark a measured quantity: its floats always keep decimals.
 _MEASURED = ("accuracy", "loss", "gamma", "diff", "seconds")
+
+
+def as_float(value: Any) -> float:
+    """`value` as a float; NaN for `None` or anything that is not a number."""
+    try:
+        return math.nan if value is None else float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def is_finite(value: Any) -> bool:
+    """Whether `value` is a finite number (`None`, NaN, text: no)."""
+    return math.isfinite(as_float(value))
 
 
 def is_missing(value: Any) -> bool:

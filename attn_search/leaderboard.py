@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from attn_search.comparison import COMPARISON_COLUMNS, comparison_frame
 from attn_search.errors import RunDirError
-from attn_search.formatting import frame_cells, placement_label, text_table
+from attn_search.formatting import as_float, frame_cells, placement_label, text_table
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -87,11 +87,11 @@ def records_to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "status": rec.get("status") or "failed",
             "family": rec.get("family"),
             "placement": placement_label(rec.get("placements", rec.get("placement"))),
-            "best_val_accuracy": _num(rec.get("best_val_accuracy")),
-            "best_val_loss": _num(rec.get("best_val_loss")),
+            "best_val_accuracy": as_float(rec.get("best_val_accuracy")),
+            "best_val_loss": as_float(rec.get("best_val_loss")),
             "epochs": rec.get("epochs"),
             "params": rec.get("params"),
-            "train_seconds": _num(rec.get("train_seconds")),
+            "train_seconds": as_float(rec.get("train_seconds")),
             "seed": rec.get("seed"),
             "twin_of": rec.get("twin_of"),
             "engine": rec.get("engine"),
@@ -100,7 +100,7 @@ def records_to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         gammas = rec.get("gammas") or []
         n_gamma = max(n_gamma, len(gammas))
         for i, g in enumerate(gammas):
-            row[f"gamma_{i}"] = _num(g)
+            row[f"gamma_{i}"] = as_float(g)
         for name, value in (rec.get("hp") or {}).items():
             if name in row or name.startswith("gamma_"):
                 continue  # e.g. "family" in an auto hypermodel: the column already says it
@@ -138,13 +138,6 @@ def _all_integers(values: Iterable[Any]) -> bool:
             return False
         found = True
     return found
-
-
-def _num(value: Any) -> float:
-    try:
-        return math.nan if value is None else float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def write_table(df: pd.DataFrame, path: os.PathLike | str) -> pathlib.Path:

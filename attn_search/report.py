@@ -22,7 +22,6 @@ run folder is read through `attn_search.runfolder.RunFolder` and its schema (`RU
 
 from __future__ import annotations
 
-import math
 import os
 import pathlib
 from typing import Any
@@ -32,7 +31,7 @@ from attn_search._atomic import write_text_atomic
 from attn_search._report_attention import model_sections
 from attn_search._report_doc import Document
 from attn_search._report_trials import trial_sections
-from attn_search.formatting import format_cell, frame_cells
+from attn_search.formatting import format_cell, frame_cells, is_finite
 from attn_search.runfolder import RunFolder
 
 __all__ = ["write_report"]
@@ -226,7 +225,7 @@ def _twin_rows(comparison: Any) -> list[dict]:
 
 def _finalists_section(doc: Document, folder: RunFolder, runs: list[dict]) -> None:
     doc.heading(2, "Finalists per seed")
-    runs = [r for r in runs if _finite(r.get("test_accuracy"))]
+    runs = [r for r in runs if is_finite(r.get("test_accuracy"))]
     if not runs:
         doc.note("No finalist fit recorded yet (finalists.json is missing or empty).")
         return
@@ -327,13 +326,6 @@ def _versions_section(doc: Document, info: dict) -> None:
     if isinstance(command, list):
         rows.append(("command", " ".join(str(c) for c in command)))
     doc.table(["package", "version"], rows)
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 #: Each figure's alt text and caption (how to read it), by file name.

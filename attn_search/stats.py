@@ -29,6 +29,8 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from attn_search.formatting import as_float
+
 __all__ = [
     "ALPHA",
     "POWER",
@@ -227,13 +229,13 @@ def sentence(row: Mapping[str, Any]) -> str:
             f"cannot compare ({n} seed(s) finished by both; at least 2 are needed: "
             "raise `--repeats` or resume the run)."
         )
-    mean, low, high = (_num(row.get(k)) for k in ("diff_mean", "diff_ci_low", "diff_ci_high"))
-    p_adj = _num(row.get("p_adjusted"))
+    mean, low, high = (as_float(row.get(k)) for k in ("diff_mean", "diff_ci_low", "diff_ci_high"))
+    p_adj = as_float(row.get("p_adjusted"))
     interval = f" [{_points(low)}, {_points(high)}]" if not math.isnan(low) else ""
     p_text = f"adjusted p = {p_adj:.3g}" if not math.isnan(p_adj) else "no spread between seeds"
     text = f"{head}{_points(mean)} points{interval}, {n} seeds, {p_text}: {verdict}"
     if verdict == "no detectable difference":
-        detectable = _num(row.get("detectable_diff"))
+        detectable = as_float(row.get("detectable_diff"))
         if not math.isnan(detectable):
             text += (
                 f" (this run could have detected {detectable * 100:.1f} points or more; add "
@@ -242,13 +244,6 @@ def sentence(row: Mapping[str, Any]) -> str:
     return text + "."
 
 
-def _num(value: Any) -> float:
-    try:
-        return _NAN if value is None else float(value)
-    except (TypeError, ValueError):
-        return _NAN
-
-
 def _int(value: Any) -> int:
-    x = _num(value)
+    x = as_float(value)
     return 0 if math.isnan(x) else int(x)
