@@ -127,9 +127,9 @@ class LoadedModel:
         return scaled(np.stack(arrays), 1.0 / 255.0)
 
     def attention_layers(self) -> list:
-        from attn_search.layers import SelfAttentionConv2D
+        from attn_search.layers import attention_layers
 
-        return [x for x in _all_layers(self.model) if isinstance(x, SelfAttentionConv2D)]
+        return attention_layers(self.model)
 
     def attention(self, x: np.ndarray, layers: list) -> tuple[np.ndarray, list[np.ndarray]]:
         """One image's class probabilities and each layer's scores, (heads, HW, S)."""
@@ -154,14 +154,6 @@ def _single(shape: Any) -> tuple:
     if isinstance(shape, list) and len(shape) == 1:
         shape = shape[0]
     return tuple(shape) if isinstance(shape, tuple) else (shape,)
-
-
-def _all_layers(model: Any) -> list:
-    out = []
-    for layer in getattr(model, "layers", []):
-        out.append(layer)
-        out.extend(_all_layers(layer))
-    return out
 
 
 def _class_names(run: RunFolder | None, num_classes: int) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from attn_search._report_doc import Document
     from attn_search.runfolder import RunFolder
 
-__all__ = ["attention_figure", "attention_layers", "attention_maps", "model_sections", "to_numpy"]
+__all__ = ["attention_figure", "attention_maps", "model_sections", "to_numpy"]
 
 _QUERY_COLORS = ("#00e5ff", "#76ff03", "#ff40ff")
 
@@ -37,6 +37,7 @@ def model_sections(
         return
     try:
         from attn_search.export import load_best_model
+        from attn_search.layers import attention_layers
 
         model = load_best_model(folder.path)
         layers = attention_layers(model)
@@ -86,22 +87,6 @@ def model_sections(
         maps,
         **_FIGURE_TEXT["report_attention.png"],
     )
-
-
-def attention_layers(model: Any) -> list:
-    """The model's `SelfAttentionConv2D` layers, nested models included, in order."""
-    from attn_search.layers import SelfAttentionConv2D
-
-    return [x for x in _all_layers(model) if isinstance(x, SelfAttentionConv2D)]
-
-
-def _all_layers(model: Any) -> list:
-    out = []
-    for layer in getattr(model, "layers", []):
-        out.append(layer)
-        if hasattr(layer, "layers"):
-            out.extend(_all_layers(layer))
-    return out
 
 
 def to_numpy(value: Any) -> Any:

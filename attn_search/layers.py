@@ -14,7 +14,7 @@ from keras import ops
 
 from attn_search._attention_ops import attend, scores_shape
 
-__all__ = ["SelfAttentionConv2D", "SelfAttention_Conv2D"]
+__all__ = ["SelfAttentionConv2D", "SelfAttention_Conv2D", "attention_layers"]
 
 _SCORE_MODES = {False: None, None: None, True: "scores", "scores": "scores", "features": "features"}
 
@@ -361,3 +361,13 @@ class SelfAttention_Conv2D(SelfAttentionConv2D):  # noqa: N801 (the reference la
             trainable=trainable,
             **kwargs,
         )
+
+
+def attention_layers(model: keras.Model) -> list[SelfAttentionConv2D]:
+    """The `SelfAttentionConv2D` layers of `model`, nested models included, in order."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, SelfAttentionConv2D):
+            found.append(layer)
+        found.extend(attention_layers(layer))
+    return found
