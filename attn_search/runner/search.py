@@ -71,7 +71,8 @@ def search(run: Run, state: dict[str, Any]) -> str | None:
     c, engine = run.config, run.engine
     budget = Budget(c.trials, c.time_budget, c.max_consecutive_failures)
     records = engine.records()
-    run.write_tables(records, run.folder.read_finalists())
+    finalist_runs = run.folder.read_finalists()  # unchanged while the search runs
+    run.write_tables(records, finalist_runs)
     _announce(run, records)
     while True:
         reason = budget.stop_reason(engine.n_counted())
@@ -88,7 +89,7 @@ def search(run: Run, state: dict[str, Any]) -> str | None:
         engine.tell(trial, record)
         state["trial"] = None
         records = engine.records()
-        run.write_tables(records, run.folder.read_finalists())
+        run.write_tables(records, finalist_runs)
         run.progress.trial_finished(
             min(engine.n_counted(), c.trials),
             record,
