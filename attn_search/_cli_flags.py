@@ -14,10 +14,10 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["add_run_flags", "run_config", "positive_int", "choice"]
+__all__ = ["add_run_flags", "bounded", "choice", "positive_int", "run_config"]
 
 
-def _bounded(name: str, convert: Callable[[str], Any], rule: str, ok: Callable[[Any], bool]):
+def bounded(name: str, convert: Callable[[str], Any], rule: str, ok: Callable[[Any], bool]):
     """An argparse type: `convert` the text, then check `ok`; both failures say `rule`."""
 
     def parse(text: str):
@@ -37,15 +37,15 @@ def _bounded(name: str, convert: Callable[[str], Any], rule: str, ok: Callable[[
 
 
 def positive_int(name: str) -> Callable[[str], int]:
-    return _bounded(name, int, "a positive integer", lambda v: v >= 1)
+    return bounded(name, int, "a positive integer", lambda v: v >= 1)
 
 
 def _non_negative_int(name: str) -> Callable[[str], int]:
-    return _bounded(name, int, "a non-negative integer", lambda v: v >= 0)
+    return bounded(name, int, "a non-negative integer", lambda v: v >= 0)
 
 
 def _positive_float(name: str) -> Callable[[str], float]:
-    return _bounded(name, float, "a positive number", lambda v: 0 < v < float("inf"))
+    return bounded(name, float, "a positive number", lambda v: 0 < v < float("inf"))
 
 
 def _image_size(text: str) -> tuple[int, int]:

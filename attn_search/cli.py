@@ -29,8 +29,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from attn_search import __version__, _inference_cli
-from attn_search._cli_flags import _bounded, add_run_flags, choice, positive_int, run_config
+from attn_search import __version__, _dashboard_cli, _inference_cli
+from attn_search._cli_flags import add_run_flags, choice, positive_int, run_config
 from attn_search._cli_quiet import quiet_tensorflow
 from attn_search.errors import (
     AttnSearchError,
@@ -78,10 +78,6 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
-# --------------------------------------------------------------------------- argument types
-_port = _bounded("--port", int, "an integer from 0 to 65535", range(65536).__contains__)
-
-
 # --------------------------------------------------------------------------- the parser
 #: Each command's one-line help (the command list) and its description (its own --help).
 _DESCRIPTIONS = {
@@ -111,13 +107,7 @@ _DESCRIPTIONS = {
         "attention maps of the best model, and the settings, timings and best trials.",
     ),
     **_inference_cli.DESCRIPTIONS,  # explain, predict
-    "dashboard": (
-        "open a run's Optuna study in optuna-dashboard (the dashboard extra)",
-        "Serve the run's Optuna study in optuna-dashboard on HOST:PORT until Ctrl-C: "
-        "optimisation history, parameter plots, and a trial table with each trial's family, "
-        "placement and parameter count. Needs pip install 'attn-search[dashboard]' and a run "
-        "searched with --engine optuna.",
-    ),
+    **_dashboard_cli.DESCRIPTIONS,  # dashboard
     "datasets": (
         "list the built-in dataset names",
         "List the built-in dataset names. --dataset also accepts a folder of images (one "
@@ -203,10 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
     command("report", _cmd_report, *_DESCRIPTIONS["report"], run_dir=True)
     _inference_cli.add_commands(command)  # explain, predict
-    p = command("dashboard", _cmd_dashboard, *_DESCRIPTIONS["dashboard"], run_dir=True)
-    p.add_argument("--host", default="127.0.0.1", help="listen here (default: this machine only)")
-    p.add_argument("--port", type=_port, default=8080, help="default: 8080; 0: any free port")
-    p.add_argument("--storage", metavar="URL", help="the run's storage URL, password included")
+    _dashboard_cli.add_command(command)
     command("datasets", _cmd_datasets, *_DESCRIPTIONS["datasets"], run_dir=False)
     command("spaces", _cmd_spaces, *_DESCRIPTIONS["spaces"], run_dir=False)
     return parser
@@ -317,19 +304,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     path = write_report(args.run_dir)
     print(f"Report written to {path.with_name('report.html')} (and {path.name})")
-    return EXIT_OK
-
-
-def _cmd_dashboard(args: argparse.Namespace) -> int:
-    from attn_search.dashboard import serve_dashboard
-
-    def ready(dashboard: Any) -> None:
-        print(f"optuna-dashboard: {dashboard.study_url}  (Ctrl-C stops it)", flush=True)
-
-    # Serves until Ctrl-C, which `main` turns into exit 130.
-    serve_dashboard(
-        args.run_dir, host=args.host, port=args.port, storage=args.storage, on_ready=ready
-    )
     return EXIT_OK
 
 
