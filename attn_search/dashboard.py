@@ -23,7 +23,8 @@ from wsgiref import simple_server
 
 from attn_search.engines import OptunaEngine, engine_class
 from attn_search.errors import ConfigError, RunDirError
-from attn_search.runfolder import RunFolder, mask_url
+from attn_search.formatting import mask_url
+from attn_search.runfolder import RunFolder
 
 __all__ = ["Dashboard", "StudyLocation", "find_study", "open_dashboard", "serve_dashboard"]
 

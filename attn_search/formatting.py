@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "as_float",
     "is_finite",
+    "mask_url",
     "format_cell",
     "is_missing",
     "is_number_cell",
@@ -223,3 +224,18 @@ def placement_label(placements: Any) -> str:
         return placements
     items = [str(p) for p in placements]
     return "+".join(items) if items else "none"
+
+
+def mask_url(url: str) -> str:
+    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, at, host = rest.rpartition("@")
+    if ":" in credentials:
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+# --- helpers ----------------------------------------------------------------------------------

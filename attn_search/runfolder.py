@@ -8,13 +8,7 @@ A run folder holds:
 - `config.yaml`: the resolved configuration (`dataset`, `space`, `engine`, `seed`,
   `max_epochs`, `budget`, `seeds`, `baselines`, `run`); the keys in `IDENTITY` must agree for
   a folder to be resumed.
-- `run.json`: the run's state, `RUN_SCHEMA` below: `status` (`running`, `complete`,
-  `stopped`, `interrupted`, `failed`), `run_dir`, `updated_at`, `versions`, `command`,
-  `sessions` (one per process that worked on the run: `started_at`, `finished_at`, `pid`,
-  `status`, `timings` with `search_seconds`, `finalists_seconds`, `total_seconds`), the last
-  session's `timings`, `trials` (a count per status), `stopped_by` (`time_budget`, `engine` or
-  `null`), `best_trial`, `best_model`, `finalist_fits`, `verdict` (the answer in words, one
-  sentence per finalist and baseline twin), and `error` for a failed run.
+- `run.json`: the run's state, one key per entry of `RUN_SCHEMA` below (what each holds).
 - `finalists.json`: `{"runs": [...]}`, one entry per finalist fit (`finalist`, `trial_id`,
   `family`, `seed`, `placement`, `test_accuracy`, `test_loss`, `val_accuracy`, `params`,
   `epochs`, `gammas`, `train_seconds`, `error`).
@@ -37,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from attn_search._atomic import atomic_path, write_text_atomic
 from attn_search.engines import ENGINES, engine_class
 from attn_search.errors import RunDirError
+from attn_search.formatting import mask_url
 from attn_search.leaderboard import (
     COMPARISON_FILE,
     LEADERBOARD_FILE,
@@ -54,7 +49,6 @@ __all__ = [
     "RunFolder",
     "RunLog",
     "latest_run",
-    "mask_url",
     "new_run_name",
     "now",
 ]
@@ -71,7 +65,7 @@ EXPORT_DIR = "export"
 EXPLAIN_DIR = "explain"  # `attn-search explain` without --out
 #: The default file name of each export format.
 EXPORT_NAMES = {
-    "keras": "best_model.keras",
+    "keras": BEST_MODEL_FILE,
     "savedmodel": "best_savedmodel",
     "tflite": "best_model.tflite",
 }
@@ -359,19 +353,6 @@ class RunLog:
         self.folder.write_run_info(self.info)
 
 
-def mask_url(url: str) -> str:
-    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, at, host = rest.rpartition("@")
-    if ":" in credentials:
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
-
-
-# --- helpers ----------------------------------------------------------------------------------
 def _read_json(path: pathlib.Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -140,3 +140,27 @@ def test_importing_formatting_and_leaderboard_stays_cheap():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("postgresql://ada:s3cret@db/attn", "postgresql://ada:***@db/attn"),
+        ("mysql://root:p@ss@host:3306/x", "mysql://root:***@host:3306/x"),
+        ("postgresql://ada@db/attn", "postgresql://ada@db/attn"),  # no password
+        ("sqlite:///study.db", "sqlite:///study.db"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_mask_url_hides_the_password_only(url, shown):
+    from attn_search.formatting import mask_url
+
+    assert mask_url(url) == shown
+
+
+def test_run_config_writes_the_storage_password_masked():
+    from attn_search.runner import RunConfig
+
+    config = RunConfig(storage="postgresql://ada:s3cret@db/attn")
+    assert config.to_dict()["storage"] == "postgresql://ada:***@db/attn"
+    assert config.storage == "postgresql://ada:s3cret@db/attn"  # the run still connects with it

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from attn_search.errors import ConfigError
-from attn_search.runfolder import mask_url
+from attn_search.formatting import mask_url
 
 __all__ = ["FLAG_GROUPS", "RunConfig", "as_config"]
 
