@@ -61,8 +61,7 @@ class RunConfig:
         time_budget: Seconds after which no new search trial starts (the finalists still
             run). Defaults to `None` (no limit).
         seed: Seed of the data split, the engine's sampler and every model. Defaults to 0.
-        finalists: How many attention configurations are retrained with repeats. Defaults
-            to 2.
+        finalists: Attention configurations retrained with repeats. Defaults to 2.
         repeats: Seeds per finalist (and per twin); a resume with more adds only the new
             seeds. Defaults to 5 (why: the README's "The verdict").
         out: The run folder. Defaults to `None`: `results/<dataset>-<timestamp>/`.
@@ -78,10 +77,8 @@ class RunConfig:
             them) instead of stopping. Defaults to `False`.
         memory_budget_mb: Budget for attention maps; larger configurations fail. Defaults to
             `None` (the hypermodel's default).
-        max_consecutive_failures: The search stops after this many failed trials in a row.
-            Defaults to 5.
-        verbose: Keras' per-epoch output: 0 none, 1 progress bar, 2 one line per epoch.
-            Defaults to 0.
+        max_consecutive_failures: Failed trials in a row that stop the search. Defaults to 5.
+        verbose: Keras' output: 0 none, 1 progress bar, 2 a line per epoch. Defaults to 0.
         quiet: Print nothing (no progress lines). Defaults to `False`.
 
     Example:
