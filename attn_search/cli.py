@@ -237,10 +237,10 @@ def _print_run_summary(result: Any) -> None:
         print("Verdict:")
         for line in result.verdict:
             print(f"  {line}")
-    report = RunFolder(result.run_dir).report_path("report.md")
+    report = RunFolder(result.run_dir).report_path("report.html")
     if report.is_file():
         print()
-        print(f"Report: {report}")
+        print(f"Report: {report} (and report.md)")
     if getattr(result, "best_model_path", None):
         print()
         print(f"Best model: {result.best_model_path}")

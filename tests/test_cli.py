@@ -686,6 +686,7 @@ def test_run_command_writes_every_output(real_runs, engine, capsys):
     assert stderr == ""  # progress on stdout; no TensorFlow start-up chatter, no warnings
     assert f"\nRun folder: {out} (status: complete)\n" in stdout
     assert f"\nBest model: {out / 'best_model.keras'}\n" in stdout
+    assert f"\nReport: {out / 'report.html'} (and report.md)\n" in stdout
     for name in (
         "leaderboard.csv",
         "comparison.csv",
