@@ -62,11 +62,20 @@ def matched_block_design(channels: int, filters: int, target: int) -> dict:
 @functools.lru_cache(maxsize=256)
 def attention_params(channels: int, filters: int | None, num_heads: int) -> int:
     """The parameter count of a `SelfAttentionConv2D` on `channels` input channels."""
+    import random
+
     from attn_search.layers import SelfAttentionConv2D
 
-    layer = SelfAttentionConv2D(filters=filters, num_heads=num_heads)
-    layer.build((None, 8, 8, channels))
-    return int(layer.count_params())
+    # Keras draws unseeded initializers' seeds from Python's `random`: building this throwaway
+    # layer must not move it, or a matched model's weights would depend on whether the count
+    # was cached already in this process (checked against Keras 3.15).
+    state = random.getstate()
+    try:
+        layer = SelfAttentionConv2D(filters=filters, num_heads=num_heads)
+        layer.build((None, 8, 8, channels))
+        return int(layer.count_params())
+    finally:
+        random.setstate(state)
 
 
 def matched_block(x, spec: dict, name: str):

@@ -45,6 +45,7 @@ __all__ = [
     "TunerMemoryBudgetError",
     "attention_memory_bytes",
     "default_memory_budget_mb",
+    "early_stopping_callback",
     "matched_block_design",
 ]
 
@@ -90,9 +91,23 @@ def _check_arguments(input_shape, num_classes, family, memory_budget_mb) -> tupl
 def _early_stopping(early: dict, kwargs: dict) -> keras.callbacks.EarlyStopping:
     """The space's early stopping, on the validation metric when `fit` has validation data,
     else on the training one."""
-    monitor = early["monitor"]
     has_val = kwargs.get("validation_data") is not None or (kwargs.get("validation_split") or 0) > 0
-    if monitor.startswith("val_") and not has_val:
+    return early_stopping_callback(early, validation=has_val)
+
+
+def early_stopping_callback(early: dict, *, validation: bool) -> keras.callbacks.EarlyStopping:
+    """The callback `AttentionCNN.fit` adds for a space's `early_stopping` settings.
+
+    Args:
+        early: `SearchSpace.early_stopping` (`monitor`, `patience`, `min_delta`).
+        validation: Whether the fit has validation data (else a `val_` monitor is replaced by
+            the training metric).
+
+    Returns:
+        A `keras.callbacks.EarlyStopping` that restores the best weights at the end.
+    """
+    monitor = early["monitor"]
+    if monitor.startswith("val_") and not validation:
         monitor = monitor[len("val_") :]
     return keras.callbacks.EarlyStopping(
         monitor=monitor,

@@ -117,6 +117,28 @@ def test_finalist_fits_are_keyed_by_trial_family_and_seed_not_rank():
     ]
 
 
+def test_fit_groups_hold_a_finalists_unfinished_families_for_one_seed():
+    a, b = _rec(7, acc=0.9), _rec(9, acc=0.8)
+    done = [
+        {"finalist": 1, "trial_id": 9, "family": "attention", "seed": 1000},
+        {"finalist": 1, "trial_id": 9, "family": "plain", "seed": 1000},
+        {"finalist": 2, "trial_id": 7, "family": "plain", "seed": 2000},
+    ]
+    families = ("attention", "plain", "matched")
+    groups = planning.fit_groups([a, b], families, [1000, 2000], done)
+    assert [(g.rank, g.key, g.families) for g in groups] == [
+        (1, (7, 1000), families),
+        (1, (7, 2000), ("attention", "matched")),
+        (2, (9, 1000), ("matched",)),
+        (2, (9, 2000), families),
+    ]
+    assert [f.key for f in groups[1].fits()] == [(7, "attention", 2000), (7, "matched", 2000)]
+    finished = [
+        dict(zip(("trial_id", "family", "seed"), f.key, strict=True)) for f in groups[0].fits()
+    ]
+    assert planning.fit_groups([a], families, [1000], finished) == []
+
+
 def test_finalist_seeds_are_far_from_search_seeds():
     assert planning.finalist_seeds(3, 3) == [1003, 2003, 3003]
 

@@ -146,17 +146,30 @@ def _check_best_model_config_and_run_json(small_run):
     assert run["best_model"]["trial_id"] == best["trial_id"]
 
 
+def _record_fits(monkeypatch) -> list[int]:
+    """Records the seed of every network trained from now on: fitted alone (`training.fit`,
+    search trials) or in a finalist fit group (`_fused.fit_group`, once per network)."""
+    from attn_search.runner import _fused, training
+
+    seeds: list[int] = []
+    fit, fit_group = training.fit, _fused.fit_group
+
+    def group(g, *a, **k):
+        seeds.extend([k["seed"]] * len(g.networks))
+        return fit_group(g, *a, **k)
+
+    monkeypatch.setattr(training, "fit", lambda *a, **k: seeds.append(k["seed"]) or fit(*a, **k))
+    monkeypatch.setattr(_fused, "fit_group", group)
+    return seeds
+
+
 def _check_rerun_resumes_without_retraining(small_run):
     engine, out, result = small_run
-    from attn_search.runner import training
 
     before = (out / "leaderboard.csv").read_text()
-    fits, fit = [], training.fit
-    training.fit = lambda *a, **k: fits.append(k) or fit(*a, **k)
-    try:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fits = _record_fits(monkeypatch)
         again = run_search(_config(engine, out))
-    finally:
-        training.fit = fit
     assert fits == []  # nothing trained again
     assert (out / "leaderboard.csv").read_text() == before
     assert len(json.loads((out / "finalists.json").read_text())["runs"]) == 6
@@ -604,7 +617,7 @@ def test_config_check_reads_the_space_and_the_dataset_spec(tmp_path):
 def test_resume_keeps_finalist_fits_whose_rank_changed(tmp_path, monkeypatch):
     """A fit is keyed by (trial, family, seed): a resume that reorders the finalists keeps
     every finished fit, and both finalists stay in comparison.csv with their new ranks."""
-    from attn_search.runner import planning, training
+    from attn_search.runner import planning
 
     out = tmp_path / "run"
     config = _config("optuna", out, trials=3, finalists=2, repeats=1, pruner="none")
@@ -615,9 +628,7 @@ def test_resume_keeps_finalist_fits_whose_rank_changed(tmp_path, monkeypatch):
 
     choose = planning.choose_finalists
     monkeypatch.setattr(planning, "choose_finalists", lambda records, n: choose(records, n)[::-1])
-    fits = []
-    fit = training.fit
-    monkeypatch.setattr(training, "fit", lambda *a, **k: fits.append(k) or fit(*a, **k))
+    fits = _record_fits(monkeypatch)
     result = run_search(config)
     assert fits == []  # nothing trained again
     rows = result.comparison[result.comparison["section"] == "finalist"]
@@ -627,16 +638,12 @@ def test_resume_keeps_finalist_fits_whose_rank_changed(tmp_path, monkeypatch):
 
 
 def test_resume_with_more_repeats_adds_only_the_new_seeds(tmp_path, monkeypatch):
-    from attn_search.runner import training
-
     out = tmp_path / "run"
     config = _config("optuna", out, trials=2, finalists=1, repeats=2, pruner="none")
     first = run_search(config)
     assert len(first.verdict) == 2  # one sentence per baseline twin
     assert json.loads((out / "run.json").read_text())["verdict"] == first.verdict
-    seeds = []
-    fit = training.fit
-    monkeypatch.setattr(training, "fit", lambda *a, **k: seeds.append(k["seed"]) or fit(*a, **k))
+    seeds = _record_fits(monkeypatch)
     result = run_search(dataclasses.replace(config, repeats=3))
     assert seeds == [3000, 3000, 3000]  # the new seed, once per family; nothing else
     fin = result.comparison[result.comparison["section"] == "finalist"]

@@ -1,8 +1,13 @@
 """The finalist stage: the best attention configurations retrained with several seeds, each
 beside its plain and matched twins on the same seeds, and evaluated once on the test split.
 
-Each fit is keyed by (trial_id, family, seed) in finalists.json, so a resumed run keeps every
-finished fit, even when more trials changed the finalists' ranks.
+The stage is a loop over fit groups (`planning.FitGroup`: one finalist and one seed), each run
+by `run_group`: the group's networks (the attention model and its twins, independent, each with
+its own initial weights from the seed) are trained together as one model and tested together,
+and each gives what a fit of it alone with that seed and those batches gives (see
+`attn_search.runner._fused`). Each network leaves its own entry, keyed by (trial_id, family,
+seed) in finalists.json, so a resumed run keeps every finished fit, even when more trials
+changed the finalists' ranks.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from attn_search.runner import planning
 from attn_search.runner.progress import error_text, shorten
 from attn_search.runner.setup import Run
 
-__all__ = ["retrain_finalists"]
+__all__ = ["current_fits", "retrain_finalists", "run_group"]
 
 
 def retrain_finalists(run: Run, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -38,33 +43,44 @@ def retrain_finalists(run: Run, records: list[dict[str, Any]]) -> list[dict[str,
     if not chosen:
         run.progress.note("No attention trial completed: no finalists to retrain.")
         return []
-    todo = planning.finalist_fits(chosen, run.families, run.seeds, stored)
+    groups = planning.fit_groups(chosen, run.families, run.seeds, stored)
+    if _SOLO_REFERENCE:  # one network per group, in the order the reference path reused traces
+        groups = [
+            planning.FitGroup(f.rank, f.record, f.seed, (f.family,))
+            for f in planning.finalist_fits(chosen, run.families, run.seeds, stored)
+        ]
+    n_todo = sum(len(g.families) for g in groups)
     total = len(chosen) * len(run.seeds) * len(run.families)
-    if todo:
+    if groups:
         run.progress.finalists_started(
             f"Finalists: {len(chosen)} attention configuration(s) x {len(run.seeds)} seed(s), "
-            f"each beside its {' and '.join(run.baselines)} twin(s): {len(todo)} fit(s)"
-            + (f" ({total - len(todo)} done earlier)" if total > len(todo) else "")
+            f"each beside its {' and '.join(run.baselines)} twin(s): {n_todo} fit(s)"
+            + (f" ({total - n_todo} done earlier)" if total > n_todo else "")
         )
     t0 = time.monotonic()
-    reuse: tuple[tuple[int, str], Any] | None = None
-    for i, fit in enumerate(todo, start=1):
-        entry, reuse = _fit_one(run, fit, reuse)
-        stored.append(entry)
+    reuse: Any = None
+    done = 0
+    for group in groups:
+        entries, reuse = run_group(run, group, reuse)
+        stored.extend(entries)
         run.folder.write_finalists(stored)
         current = current_fits(stored, chosen)
         run.write_tables(records, current)
-        acc = entry["test_accuracy"]
-        result = (
-            f"test_acc {acc:.4f}" if acc is not None else f"failed ({shorten(entry['error'], 60)})"
-        )
-        run.progress.finalist_finished(
-            f"finalist {fit.rank} (trial #{fit.record['trial_id']}) {fit.family:<9} "
-            f"seed {fit.seed}: {result}",
-            i,
-            len(todo),
-            time.monotonic() - t0,
-        )
+        for entry in entries:
+            done += 1
+            acc = entry["test_accuracy"]
+            result = (
+                f"test_acc {acc:.4f}"
+                if acc is not None
+                else f"failed ({shorten(entry['error'], 60)})"
+            )
+            run.progress.finalist_finished(
+                f"finalist {group.rank} (trial #{entry['trial_id']}) {entry['family']:<9} "
+                f"seed {group.seed}: {result}",
+                done,
+                n_todo,
+                time.monotonic() - t0,
+            )
     return current_fits(stored, chosen)
 
 
@@ -78,23 +94,103 @@ def current_fits(stored: list[dict[str, Any]], chosen: list) -> list[dict[str, A
     ]
 
 
-def _fit_one(run: Run, fit: planning.FinalistFit, reuse):
-    """Trains and tests one finalist fit; returns its entry and what the next fit may reuse."""
-    import keras
-    import keras_tuner
+#: The reference path: each network of a group fitted alone, one after the other (the stage
+#: before fit groups were trained together). Only benchmarks/bench_main_job.py and the tests set
+#: it; the fused path also falls back to it for a group that cannot train together.
+_SOLO_REFERENCE = False
 
-    from attn_search.formatting import placement_label
-    from attn_search.runner.training import fit as fit_model
+
+def run_group(run: Run, group: planning.FitGroup, reuse: Any = None) -> tuple[list, Any]:
+    """Trains and tests one fit group; returns its entries and what the next group may reuse.
+
+    The group's networks are trained together (`attn_search.runner._fused`). When that is not
+    possible (a network cannot be built, the fit raises), each network is fitted alone, so a
+    failure is recorded for the network that caused it and its siblings still get results.
+
+    Args:
+        run: The run's parts.
+        group: The finalist, seed and families to fit.
+        reuse: What the previous call returned (traced functions of the same finalist).
+
+    Returns:
+        `(entries, reuse)`: one finalists.json entry per family of the group, in its order.
+    """
+    if not _SOLO_REFERENCE:
+        try:
+            return _fused_group(run, group, reuse)
+        except KeyboardInterrupt:
+            raise
+        except Exception:  # noqa: BLE001 - fitted alone below, where the error is recorded
+            reuse = None
+    entries = []
+    for fit in group.fits():
+        entry, reuse = _fit_one(run, fit, reuse)
+        entries.append(entry)
+    return entries, reuse
+
+
+def _fused_group(run: Run, group: planning.FitGroup, reuse: Any) -> tuple[list, Any]:
+    """The group's networks trained and tested together, each as it would be alone."""
+    import keras
+
+    from attn_search.hypermodels import early_stopping_callback
+    from attn_search.runner import _fused
     from attn_search.runner.training import reinitialize
 
-    if reuse is None or reuse[0] != (fit.rank, fit.family):
+    key = ("group", int(group.record["trial_id"]), group.families)
+    if reuse is None or reuse[0] != key:
         reuse = None
         keras.backend.clear_session()  # collects garbage too
-    keras.utils.set_random_seed(fit.seed)
-    hypermodel = run.hypermodels[fit.family]
+    hp = _hp(group.record)
+    hypermodels = {f: run.hypermodels[f] for f in group.families}
+    built = _fused.build_group(hypermodels, hp, group.seed)
+    if reuse is not None and reinitialize(reuse[1].model, built.model) is reuse[1].model:
+        built = reuse[1]  # the seed's fresh weights in the previous group's traced model
+    early = run.space.early_stopping
+    batch = _batch(hp)
+    fits = _fused.fit_group(
+        built,
+        run.data,
+        early_stopping=lambda _: early_stopping_callback(early, validation=True) if early else None,
+        batch=batch,
+        seed=group.seed,
+        epochs=_epochs(run, hp),
+        verbose=run.config.verbose,
+    )
+    finite = any(f.nan_at is None for f in fits.values())
+    tests = _fused.evaluate_group(built, run.data, batch) if finite else {}
+    entries = []
+    for fit in group.fits():
+        entry = _entry(fit)
+        _measured(entry, hypermodels[fit.family], hp, built.networks[fit.family], fits[fit.family])
+        entry["trained_with"] = list(group.families)
+        if fits[fit.family].nan_at is None:
+            loss, acc = tests[fit.family]
+            entry.update(test_accuracy=acc, test_loss=loss)
+        entries.append(clean_record(entry))
+    return entries, (key, built)
+
+
+def _hp(record):
+    import keras_tuner
+
     hp = keras_tuner.HyperParameters()
-    hp.values = dict(fit.record.get("hp") or {})
-    entry: dict[str, Any] = {
+    hp.values = dict(record.get("hp") or {})
+    return hp
+
+
+def _batch(hp) -> int:
+    return int(hp.values.get("train/batch_size") or 32)
+
+
+def _epochs(run: Run, hp) -> int:
+    return planning.epochs_for(
+        hp.values, space_epochs=run.space_epochs, max_epochs=run.config.max_epochs
+    )
+
+
+def _entry(fit: planning.FinalistFit) -> dict[str, Any]:
+    return {
         "finalist": fit.rank,
         "trial_id": int(fit.record["trial_id"]),
         "family": fit.family,
@@ -104,38 +200,57 @@ def _fit_one(run: Run, fit: planning.FinalistFit, reuse):
         "test_loss": None,
         "error": "",
     }
+
+
+def _measured(entry: dict[str, Any], hypermodel, hp, model, result) -> None:
+    """Adds what a fit measured to its entry (and the NaN error, if its loss was not finite)."""
+    from attn_search.formatting import placement_label
+
+    desc = hypermodel.describe(hp, model)
+    val = result.best("val_accuracy")
+    entry.update(
+        placement=placement_label(desc.get("placements")),
+        params=desc.get("params"),
+        epochs=result.epochs,
+        gammas=desc.get("gammas"),
+        train_seconds=round(result.seconds, 3),
+        val_accuracy=math.nan if val is None else val,
+    )
+    if result.nan_at is not None:
+        entry["error"] = "NaN loss (TerminateOnNaN)"
+
+
+def _fit_one(run: Run, fit: planning.FinalistFit, reuse):
+    """Trains and tests one network alone; returns its entry and what the next fit may reuse."""
+    import keras
+
+    from attn_search.runner.training import fit as fit_model
+    from attn_search.runner.training import reinitialize
+
+    if reuse is None or reuse[0] != (fit.rank, fit.family):
+        reuse = None
+        keras.backend.clear_session()  # collects garbage too
+    keras.utils.set_random_seed(fit.seed)
+    hypermodel = run.hypermodels[fit.family]
+    hp = _hp(fit.record)
+    entry = _entry(fit)
     try:
         model = hypermodel.build(hp)  # the seed's fresh weights
         if reuse is not None:
             model = reinitialize(reuse[1], model)
         reuse = ((fit.rank, fit.family), model)
-        epochs = planning.epochs_for(
-            hp.values, space_epochs=run.space_epochs, max_epochs=run.config.max_epochs
-        )
         result = fit_model(
             hypermodel,
             hp,
             model,
             run.data,
             seed=fit.seed,
-            epochs=epochs,
+            epochs=_epochs(run, hp),
             verbose=run.config.verbose,
         )
-        desc = hypermodel.describe(hp, model)
-        val = result.best("val_accuracy", "max")
-        entry.update(
-            placement=placement_label(desc.get("placements")),
-            params=desc.get("params"),
-            epochs=result.epochs,
-            gammas=desc.get("gammas"),
-            train_seconds=round(result.seconds, 3),
-            val_accuracy=math.nan if val is None else val,
-        )
-        if result.nan_at is not None:
-            entry["error"] = "NaN loss (TerminateOnNaN)"
-        else:
-            batch = int(hp.values.get("train/batch_size") or 32)
-            loss, acc = model.evaluate(run.data.test(batch), verbose=0)[:2]
+        _measured(entry, hypermodel, hp, model, result)
+        if result.nan_at is None:
+            loss, acc = model.evaluate(run.data.test(_batch(hp)), verbose=0)[:2]
             entry.update(test_accuracy=float(acc), test_loss=float(loss))
     except KeyboardInterrupt:
         raise

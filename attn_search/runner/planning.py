@@ -3,7 +3,8 @@
 - `plan_for`: which family trial k is (the plain backbone first, baseline twins at evenly
   spaced slots, attention otherwise) and which attention trial a twin copies;
 - `duplicate_of`: a finished trial with the same family and values (not trained again);
-- `best_record`, `choose_finalists`, `finalist_fits`: what the finalist stage retrains;
+- `best_record`, `choose_finalists`, `finalist_fits`, `fit_groups`: what the finalist stage
+  retrains, and in which groups (a finalist's networks for one seed are trained together);
 - `epochs_for`: how many epochs a fit trains.
 
 A *record* is the plain dict a trial leaves in the engine's storage (see
@@ -20,6 +21,7 @@ from attn_search.engines.base import TrialPlan, clean_record
 
 __all__ = [
     "FinalistFit",
+    "FitGroup",
     "baseline_slots",
     "best_record",
     "choose_finalists",
@@ -27,6 +29,7 @@ __all__ = [
     "epochs_for",
     "finalist_fits",
     "finalist_seeds",
+    "fit_groups",
     "plan_for",
 ]
 
@@ -168,6 +171,50 @@ def finalist_fits(
         for seed in seeds
     ]
     return [f for f in fits if f.key not in finished]
+
+
+class FitGroup(NamedTuple):
+    """The finalist stage's unit of work: finalist `rank`'s networks for one seed.
+
+    The attention model and its twins (`families`: those not yet fitted) are independent
+    networks, each with its own initial weights from `seed`; they are trained together on the
+    same batches and tested together, and each leaves its own finalists.json entry.
+    """
+
+    rank: int
+    record: Mapping[str, Any]
+    seed: int
+    families: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """What identifies a group across sessions: (trial_id, seed); never the rank."""
+        return (int(self.record["trial_id"]), int(self.seed))
+
+    def fits(self) -> list[FinalistFit]:
+        """The group's fits, one per family."""
+        return [FinalistFit(self.rank, self.record, f, self.seed) for f in self.families]
+
+
+def fit_groups(
+    chosen: Sequence[Mapping[str, Any]],
+    families: Sequence[str],
+    seeds: Sequence[int],
+    done: Iterable[Mapping[str, Any]] = (),
+) -> list[FitGroup]:
+    """The groups still to run: one per finalist x seed with a family not in `done`.
+
+    Each group holds only the families still to fit (an earlier session may have finished
+    some). Groups of one finalist are adjacent (they can share traced functions).
+    """
+    todo = finalist_fits(chosen, families, seeds, done)
+    groups: dict[tuple[int, int], list[FinalistFit]] = {}
+    for fit in todo:
+        groups.setdefault((fit.rank, fit.seed), []).append(fit)
+    return [
+        FitGroup(fits[0].rank, fits[0].record, fits[0].seed, tuple(f.family for f in fits))
+        for _, fits in sorted(groups.items(), key=lambda item: item[0])
+    ]
 
 
 def epochs_for(

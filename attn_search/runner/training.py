@@ -15,7 +15,7 @@ import numpy as np
 
 from attn_search.engines.base import EngineTrial
 
-__all__ = ["EpochCallback", "FitResult", "fit", "reinitialize"]
+__all__ = ["EpochCallback", "FitResult", "fit", "reinitialize", "train_batches"]
 
 
 class EpochCallback(keras.callbacks.Callback):
@@ -101,13 +101,7 @@ def fit(
     """
     batch = int(hp.values.get("train/batch_size") or 32) if hasattr(hp, "values") else 32
     callback = EpochCallback(trial)
-    train = data.train(batch, shuffle=True, seed=seed)
-    n_train = int(data.info.sizes.get("train", 0))
-    if n_train >= 2 * batch and n_train % batch:
-        # Full batches only (the split is reshuffled each epoch, so a different remainder
-        # sits out each time): a smaller last batch would make TensorFlow trace the training
-        # step twice, which costs more than the training itself on small data.
-        train = train.take(n_train // batch)
+    train = train_batches(data, batch, seed)
     t0 = time.monotonic()
     history = hypermodel.fit(
         hp,
@@ -129,6 +123,18 @@ def fit(
     )
 
 
+def train_batches(data: Any, batch: int, seed: int) -> Any:
+    """The train split as `fit` feeds it: reshuffled each epoch with `seed`, full batches."""
+    train = data.train(batch, shuffle=True, seed=seed)
+    n_train = int(data.info.sizes.get("train", 0))
+    if n_train >= 2 * batch and n_train % batch:
+        # Full batches only (the split is reshuffled each epoch, so a different remainder
+        # sits out each time): a smaller last batch would make TensorFlow trace the training
+        # step twice, which costs more than the training itself on small data.
+        train = train.take(n_train // batch)
+    return train
+
+
 def reinitialize(model: Any, fresh: Any) -> Any:
     """Gives `model` the weights and optimizer state of `fresh`, a new build of the same config.
 
@@ -148,9 +154,14 @@ def reinitialize(model: Any, fresh: Any) -> Any:
             tuple(a.shape) != tuple(b.shape) for a, b in zip(old_vars, new_vars, strict=True)
         ):
             return fresh
-        model.set_weights(fresh.get_weights())
+        # `variables`, not `weights`: dropout's seed-generator states restart from the seed too.
+        pairs = list(zip(model.variables, fresh.variables, strict=True))
+        if any(tuple(a.shape) != tuple(b.shape) for a, b in pairs):
+            return fresh
+        for old, new in pairs:
+            old.assign(new)
         for old, new in zip(old_vars, new_vars, strict=True):
             old.assign(new)
         return model
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError):  # zip(strict=True): a ValueError
         return fresh
