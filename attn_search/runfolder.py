@@ -11,7 +11,8 @@ A run folder holds:
 - `run.json`: the run's state, one key per entry of `RUN_SCHEMA` below (what each holds).
 - `finalists.json`: `{"runs": [...]}`, one entry per finalist fit (`finalist`, `trial_id`,
   `family`, `seed`, `placement`, `test_accuracy`, `test_loss`, `val_accuracy`, `params`,
-  `epochs`, `gammas`, `train_seconds`, `error`).
+  `epochs`, `gammas`, `train_seconds`, `error`, and `trained_with`: the families of its fit
+  group, trained together, whose wall time `train_seconds` is).
 - `leaderboard.csv`, `comparison.csv` (see `attn_search.leaderboard`), `best_model.keras`,
   the engine's storage (its `Engine.files`: `study.db` or `keras_tuner/`), the report's files,
   and `export/` (exports written without a destination).
