@@ -15,7 +15,8 @@ A run folder holds:
   group, trained together, whose wall time `train_seconds` is).
 - `leaderboard.csv`, `comparison.csv` (see `attn_search.leaderboard`), `best_model.keras`,
   the engine's storage (its `Engine.files`: `study.db` or `keras_tuner/`), the report's files,
-  and `export/` (exports written without a destination).
+  `export/` (exports written without a destination), and `cache/` (a streamed dataset's decoded
+  images with `--cache`; deleted at the end of the run unless `--keep-cache`).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ REPORT_FILES = (
 )  # fmt: skip
 EXPORT_DIR = "export"
 EXPLAIN_DIR = "explain"  # `attn-search explain` without --out
+CACHE_DIR = "cache"  # decoded images of a streamed dataset (`--cache`)
 #: The default file name of each export format.
 EXPORT_NAMES = {
     "keras": BEST_MODEL_FILE,
@@ -80,6 +82,7 @@ OUTPUTS = (
     CONFIG_FILE,
     RUN_FILE,
     FINALISTS_FILE,
+    CACHE_DIR,
     *REPORT_FILES,
     *(name for engine in ENGINES for name in engine_class(engine).files),  # their storage
 )
@@ -175,6 +178,15 @@ class RunFolder:
     def explain_dir(self) -> pathlib.Path:
         """Where `attn-search explain` writes its pictures when no `--out` is given."""
         return self.path / EXPLAIN_DIR
+
+    @property
+    def cache_dir(self) -> pathlib.Path:
+        """Where `--cache` keeps a streamed dataset's decoded images (`Dataset.cached`)."""
+        return self.path / CACHE_DIR
+
+    def remove_cache(self) -> None:
+        """Deletes the cache of decoded images, if any."""
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def report_path(self, name: str) -> pathlib.Path:
         """The path of one of the report's files (`REPORT_FILES`)."""

@@ -160,6 +160,8 @@ def test_run_help_lists_every_run_config_flag(capsys):
         "--limit",
         "--image-size",
         "--skip-corrupt",
+        "--cache",
+        "--keep-cache",
         "--memory-budget-mb",
         "--max-consecutive-failures",
         "--verbose",
@@ -356,6 +358,8 @@ def test_run_flags_become_the_run_config(monkeypatch, capsys):
         "--image-size",
         "16x20",
         "--skip-corrupt",
+        "--cache",
+        "--keep-cache",
         "--memory-budget-mb",
         "64",
         "--max-consecutive-failures",
@@ -387,6 +391,8 @@ def test_run_flags_become_the_run_config(monkeypatch, capsys):
             limit=300,
             image_size=(16, 20),
             skip_corrupt=True,
+            cache=True,
+            keep_cache=True,
             memory_budget_mb=64.0,
             max_consecutive_failures=2,
             verbose=2,
@@ -684,6 +690,7 @@ def test_run_command_writes_every_output(real_runs, engine, capsys):
     out, code, stdout, stderr = real_runs[engine]
     assert code == 0, stderr[-3000:]
     assert stderr == ""  # progress on stdout; no TensorFlow start-up chatter, no warnings
+    assert "\r" not in stdout and "\x1b" not in stdout  # piped: no refreshing line within fits
     assert f"\nRun folder: {out} (status: complete)\n" in stdout
     assert f"\nBest model: {out / 'best_model.keras'}\n" in stdout
     assert f"\nReport: {out / 'report.html'} (and report.md)\n" in stdout

@@ -4,6 +4,8 @@ what a loader hands to the splitter."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import pathlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -81,10 +83,12 @@ class Dataset:
         scale: float = 1.0,
         seed: int = 0,
         reader: Callable[[str], np.ndarray] | None = None,
+        cache_dir: str | os.PathLike | None = None,
     ) -> None:
         # splits: name -> (x, y); x is an image array (in memory) or an array of file paths
-        # (streaming, read by `reader`).
+        # (streaming, read by `reader`). cache_dir: see `cached`.
         self.info = info
+        self.cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else None
         self.seed = seed
         self._splits = splits
         self._scale = float(scale)
@@ -138,6 +142,33 @@ class Dataset:
         x, y = self._splits[split]
         return scaled(x, self._scale), y.astype(np.int32, copy=False)
 
+    def cached(self, directory: str | os.PathLike) -> Dataset:
+        """This dataset, with the decoded images of a streamed folder kept on disk.
+
+        Each split is decoded once (in parallel) into a uint8 ``.npy`` file in ``directory``
+        the first time its pipeline is made; every later pass, and every other `Dataset` cached
+        in the same directory, reads that file through a memory map instead of decoding the
+        image files again. The batches are the same as without the cache. A dataset held in
+        memory has nothing to cache: it is returned as it is.
+
+        Args:
+            directory: Where the cache files go (created when needed). Deleting it deletes the
+                cache; nothing else is written there.
+
+        Returns:
+            A `Dataset` sharing this one's splits.
+        """
+        if not self.info.streaming:
+            return self
+        return Dataset(
+            self.info,
+            self._splits,
+            scale=self._scale,
+            seed=self.seed,
+            reader=self._reader,
+            cache_dir=directory,
+        )
+
     # -- internals ---------------------------------------------------------------------------
 
     def _pipeline(
@@ -154,7 +185,9 @@ class Dataset:
         import tensorflow as tf
 
         autotune = tf.data.AUTOTUNE
-        if self.info.streaming:
+        if self.info.streaming and self.cache_dir is not None:
+            ds, scale = self._from_cache(split, int(batch_size), shuffle, seed), 1.0 / 255.0
+        elif self.info.streaming:
             ds, scale = self._from_files(split, shuffle, seed), 1.0 / 255.0
             ds = ds.batch(int(batch_size))
         else:
@@ -165,25 +198,53 @@ class Dataset:
         return ds.prefetch(autotune)
 
     def _from_files(self, split: str, shuffle: bool, seed: int | None) -> tf.data.Dataset:
-        """Unbatched ``(uint8 image, label)`` pairs, each image decoded from its file."""
+        """Unbatched ``(uint8 image, label)`` pairs, each image decoded from its file.
+
+        Files are decoded in parallel; a reader with `tf_read` decodes them in the graph (no
+        Python per image), any other reader is called through `tf.numpy_function`.
+        """
         import tensorflow as tf
 
         x, y = self._splits[split]
         h, w, c = self.info.input_shape
         reader = self._reader
+        paths = x.astype(str)
+        if hasattr(reader, "tf_read"):
+            kinds = reader.kinds(paths)
+            present = set(kinds.tolist()) or {0}
 
-        def read(path):
-            image = tf.numpy_function(reader, [path], tf.uint8, stateful=False)
-            image.set_shape((h, w, c))
-            return image
+            def read(path, kind):
+                return reader.tf_read(path, kind, present)
+        else:
+            kinds = np.zeros(len(paths), np.int32)
+
+            def read(path, kind):
+                image = tf.numpy_function(reader, [path], tf.uint8, stateful=False)
+                image.set_shape((h, w, c))
+                return image
 
         ds = _shuffled(
-            tf.data.Dataset.from_tensor_slices((x.astype(str), y.astype(np.int32))),
+            tf.data.Dataset.from_tensor_slices((paths, kinds, y.astype(np.int32))),
             len(y),
             shuffle,
             seed,
         )
-        return ds.map(lambda p, label: (read(p), label), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(lambda p, k, label: (read(p, k), label), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def _from_cache(
+        self, split: str, batch_size: int, shuffle: bool, seed: int | None
+    ) -> tf.data.Dataset:
+        """Batches read from the split's cache file, decoded into it on first use."""
+        import tensorflow as tf
+
+        from attn_search.datasets import _cache
+
+        x, y = self._splits[split]
+        shape = self.info.input_shape
+        path = _cache.cache_file(self.cache_dir, split, x, shape)
+        images = _cache.cached_images(path, self._from_files(split, False, None), len(y), shape)
+        indices = _shuffled(tf.data.Dataset.range(len(y)), len(y), shuffle, seed)
+        return _cache.cached_pipeline(images, y, indices, batch_size)
 
     def _from_memory(
         self, split: str, batch_size: int, shuffle: bool, seed: int | None

@@ -52,17 +52,73 @@ def _read_image(path, size: tuple[int, int], channels: int) -> np.ndarray:
     return array.reshape(h, w, channels)
 
 
-class _FileReader:
-    """Picklable reader used by streaming pipelines (tf.numpy_function)."""
+# How a streamed file is decoded: by PIL in Python (`_read_image`), or natively by TensorFlow
+# (in parallel, no Python) where that gives the very same pixels as PIL (checked in tests).
+PIL_DECODE, PNG_DECODE, JPEG_DECODE = 0, 1, 2
+_NATIVE_MODES = {"PNG": {"1", "L", "LA", "RGB", "RGBA", "P"}, "JPEG": {"L", "RGB"}}
 
-    def __init__(self, size: tuple[int, int], channels: int) -> None:
+
+def _native_kind(header: tuple, size: tuple[int, int], channels: int) -> int:
+    """How to decode a file with ``header`` (format, mode, (H, W)) to ``size`` and ``channels``.
+
+    TensorFlow's PNG and 8-bit JPEG decoders (the latter with the accurate DCT) give exactly
+    PIL's pixels; anything else (other formats, 16-bit, CMYK, a grey palette read as one
+    channel, an image to resize) keeps PIL's decoding and bilinear resize.
+    """
+    fmt, mode, hw = header
+    if hw != tuple(size) or mode not in _NATIVE_MODES.get(fmt, ()):
+        return PIL_DECODE
+    if mode == "P" and channels == 1:
+        return PIL_DECODE
+    return PNG_DECODE if fmt == "PNG" else JPEG_DECODE
+
+
+class _FileReader:
+    """Reads a streamed file: `__call__` with PIL, `tf_read` in a `tf.data` map (picklable).
+
+    Args:
+        size: ``(H, W)`` of the images.
+        channels: 1 or 3.
+        native: path -> `PNG_DECODE` or `JPEG_DECODE` for the files TensorFlow decodes.
+    """
+
+    def __init__(
+        self, size: tuple[int, int], channels: int, native: dict[str, int] | None = None
+    ) -> None:
         self.size = size
         self.channels = channels
+        self.native = dict(native or {})
 
     def __call__(self, path) -> np.ndarray:
         if isinstance(path, bytes):
             path = path.decode()
         return _read_image(path, self.size, self.channels)
+
+    def kinds(self, paths: np.ndarray) -> np.ndarray:
+        """The decoder of each path (int32): `PIL_DECODE`, `PNG_DECODE` or `JPEG_DECODE`."""
+        return np.asarray([self.native.get(str(p), PIL_DECODE) for p in paths], np.int32)
+
+    def tf_read(self, path, kind, kinds_present: set[int]):
+        """One image, uint8 ``(H, W, C)``, from a path and its decoder (graph tensors).
+
+        ``kinds_present``: the decoders the split uses; only those are built into the graph.
+        """
+        import tensorflow as tf
+
+        h, w = self.size
+        c = self.channels
+        branches = {
+            PIL_DECODE: lambda: tf.numpy_function(self, [path], tf.uint8, stateful=False),
+            PNG_DECODE: lambda: tf.io.decode_png(tf.io.read_file(path), channels=c),
+            JPEG_DECODE: lambda: tf.io.decode_jpeg(
+                tf.io.read_file(path), channels=c, dct_method="INTEGER_ACCURATE"
+            ),
+        }
+        if len(kinds_present) == 1:
+            image = branches[next(iter(kinds_present))]()
+        else:
+            image = tf.switch_case(kind, [branches[k] for k in sorted(branches)])
+        return tf.reshape(image, (h, w, c))
 
 
 def _list_corrupt(root: pathlib.Path, files: list[pathlib.Path]) -> str:
@@ -121,21 +177,29 @@ def _image_files(class_dirs: list[pathlib.Path]) -> tuple[list[pathlib.Path], li
 
 
 def _scan_headers(files: list[pathlib.Path]):
-    """Reads headers only: -> (most common (H, W) or None, any colour image, unreadable files)."""
+    """Reads headers only.
+
+    Returns:
+        The most common (H, W) or None, whether any image is in colour, the unreadable files,
+        and each readable file's header ``(format, mode, (H, W))`` by path.
+    """
     from PIL import Image
 
     sizes: Counter = Counter()
     colour = False
     corrupt: list[pathlib.Path] = []
+    headers: dict[pathlib.Path, tuple] = {}
     for f in files:
         try:
             with Image.open(f) as image:
-                sizes[(image.size[1], image.size[0])] += 1
+                hw = (image.size[1], image.size[0])
+                sizes[hw] += 1
                 colour = colour or _is_colour(image)
+                headers[f] = (image.format, image.mode, hw)
         except Exception:
             corrupt.append(f)
     common = sizes.most_common(1)
-    return (common[0][0] if common else None), colour, corrupt
+    return (common[0][0] if common else None), colour, corrupt, headers
 
 
 def _decode(
@@ -150,20 +214,27 @@ def _decode(
     Returns:
         The decoded images (only when ``keep_images``) and the indices of the readable files.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(f: pathlib.Path) -> np.ndarray | None:
+        try:
+            return _read_image(f, size, channels)
+        except Exception:
+            return None
+
     images: list[np.ndarray] = []
     keep: list[int] = []
     bad = set(corrupt)
-    for i, f in enumerate(files):
-        if f in bad:
-            continue
-        try:
-            array = _read_image(f, size, channels)
-        except Exception:
-            corrupt.append(f)
-            continue
-        keep.append(i)
-        if keep_images:
-            images.append(array)
+    todo = [i for i, f in enumerate(files) if f not in bad]
+    # PIL releases the GIL while it decodes, so threads decode in parallel.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for i, array in zip(todo, pool.map(read, [files[i] for i in todo]), strict=True):
+            if array is None:
+                corrupt.append(files[i])
+                continue
+            keep.append(i)
+            if keep_images:
+                images.append(array)
     return images, keep
 
 
@@ -178,7 +249,7 @@ def load_folder(
     where = str(root)
     class_dirs = _class_dirs(root)
     files, labels = _image_files(class_dirs)
-    common, colour, corrupt = _scan_headers(files)
+    common, colour, corrupt, headers = _scan_headers(files)
     channels = 3 if colour else 1
     if size is None:
         size = common or (1, 1)
@@ -216,12 +287,14 @@ def load_folder(
     }
     if streaming:
         paths = np.asarray([str(files[i]) for i in keep])
+        kinds = {str(files[i]): _native_kind(headers[files[i]], size, channels) for i in keep}
+        native = {path: kind for path, kind in kinds.items() if kind != PIL_DECODE}
         return Source(
             **common_fields,
             parts={"train": (paths, y)},
             streaming=True,
             input_shape=(size[0], size[1], channels),
-            reader=_FileReader(size, channels),
+            reader=_FileReader(size, channels, native),
         )
     x = np.stack(images) if images else np.zeros((0, *size, channels), np.uint8)
     return Source(**common_fields, parts={"train": (x, y)}, resizable=False)

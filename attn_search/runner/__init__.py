@@ -118,7 +118,11 @@ def run_search(
     t_start = time.monotonic()
     with _quiet_retracing(config.verbose):
         run = open_run(config, progress)
-        return _execute(run, t_start)
+        try:
+            return _execute(run, t_start)
+        finally:
+            if config.cache and not config.keep_cache:
+                run.folder.remove_cache()
 
 
 @contextlib.contextmanager

@@ -39,6 +39,13 @@ def _field(default: Any, group: str, help: str, kind: str = "text", **extra: Any
     )
 
 
+_CACHE_HELP = (
+    "keep a streamed folder's decoded images on disk in RUN_DIR/cache/ between trials "
+    "(for data larger than memory); deleted at the end of the run"
+)
+_KEEP_CACHE_HELP = "--cache, and keep RUN_DIR/cache/ after the run (a --resume reads it again)"
+
+
 @dataclasses.dataclass
 class RunConfig:
     """Everything a search run needs; validated without importing TensorFlow.
@@ -75,6 +82,8 @@ class RunConfig:
         image_size: `(height, width)` to resize images to. Defaults to `None`.
         skip_corrupt: Skip unreadable images in a folder dataset (with a warning that counts
             them) instead of stopping. Defaults to `False`.
+        cache: Keep a streamed folder's decoded images in `<out>/cache/`. Defaults to `False`.
+        keep_cache: `cache`, and the cache stays after the run. Defaults to `False`.
         memory_budget_mb: Budget for attention maps; larger configurations fail. Defaults to
             `None` (the hypermodel's default).
         max_consecutive_failures: Failed trials in a row that stop the search. Defaults to 5.
@@ -164,6 +173,8 @@ class RunConfig:
         "skip unreadable images in a folder dataset (counted in a warning) instead of stopping",
         kind="flag",
     )
+    cache: bool = _field(False, "where to write", _CACHE_HELP, kind="flag")
+    keep_cache: bool = _field(False, "where to write", _KEEP_CACHE_HELP, kind="flag")
     memory_budget_mb: float | None = _field(
         None,
         "budget",

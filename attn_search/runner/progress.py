@@ -1,13 +1,15 @@
 """Progress output: an observer of the run's events that prints, and never decides anything.
 
 The search and finalist stages call the `Progress` methods (`search_started`,
-`trial_finished`, `finalists_started`, `finalist_finished`, `note`); `ProgressPrinter` prints
-one line per event. A different observer (a log, a notebook widget) implements the same
-methods.
+`trial_finished`, `finalists_started`, `finalist_finished`, `note`, and `fit_progress` after
+every training batch); `ProgressPrinter` prints one line per event, and on an interactive
+terminal one refreshing line within a fit. A different observer (a log, a notebook widget)
+implements the same methods.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -38,27 +40,87 @@ class Progress:
     def finalist_finished(self, text: str, done: int, total: int, elapsed: float) -> None:
         """Finalist fit `done` of `total` ended; `text` is its result in short."""
 
+    def fit_progress(
+        self, epoch: int, epochs: int, batch: int, batches: int | None, seconds: float
+    ) -> None:
+        """A training batch ended: `batch` of `batches` (or `None`: unknown) in `epoch` of
+        `epochs` (both from 1), `seconds` after the epoch began."""
+
 
 class ProgressPrinter(Progress):
     """One line per trial: k of N, the configuration in short, its result, best, time left.
+
+    Within a fit, on an interactive terminal (the stream is a TTY), one line that refreshes
+    in place says where training is: `epoch 2/10 batch 120/625 | 41.3 batches/s | ~0:00:12
+    left in epoch`; the next line printed replaces it. When the output is piped or `quiet`,
+    nothing is printed within a fit.
 
     Args:
         total: The number of search trials.
         quiet: Print nothing. Defaults to `False`.
         stream: Where to print. Defaults to `sys.stdout`.
+        live: Show the refreshing line within a fit. Defaults to `None`: when the stream is
+            an interactive terminal.
     """
 
-    def __init__(self, total: int, *, quiet: bool = False, stream: TextIO | None = None):
+    #: Seconds between two refreshes of the line within a fit.
+    refresh_seconds = 0.25
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        quiet: bool = False,
+        stream: TextIO | None = None,
+        live: bool | None = None,
+    ):
         self.total = total
         self.quiet = quiet
         self.stream = stream
         self.start = time.monotonic()
         self.done_here = 0
         self.seconds_here = 0.0
+        self.live = live
+        self._drawn_at: float | None = None  # when the live line was last drawn, if shown
 
     def print(self, text: str) -> None:
         if not self.quiet:
+            self._clear_live()
             print(text, file=self.stream or sys.stdout, flush=True)
+
+    def fit_progress(
+        self, epoch: int, epochs: int, batch: int, batches: int | None, seconds: float
+    ) -> None:
+        if self.quiet or not self._is_live():
+            return
+        now = time.monotonic()
+        if self._drawn_at is not None and now - self._drawn_at < self.refresh_seconds:
+            return
+        rate = batch / seconds if seconds > 0 else 0.0
+        text = f"  epoch {epoch}/{epochs} batch {batch}"
+        if batches:
+            text += f"/{batches}"
+        text += f" | {rate:.1f} batches/s" if rate else ""
+        if batches and rate:
+            text += f" | ~{clock(max(0, batches - batch) / rate)} left in epoch"
+        width = shutil.get_terminal_size((100, 24)).columns - 1
+        stream = self.stream or sys.stdout
+        stream.write("\r" + text[:width] + "\033[K")  # \033[K: erase the rest of the line
+        stream.flush()
+        self._drawn_at = now
+
+    def _is_live(self) -> bool:
+        if self.live is None:
+            stream = self.stream or sys.stdout
+            isatty = getattr(stream, "isatty", None)
+            self.live = bool(isatty and isatty())
+        return self.live
+
+    def _clear_live(self) -> None:
+        if self._drawn_at is not None:
+            stream = self.stream or sys.stdout
+            stream.write("\r\033[K")
+            self._drawn_at = None
 
     note = search_started = finalists_started = print
 

@@ -175,6 +175,7 @@ def run_trial(run: Run, trial: EngineTrial, records: list[dict[str, Any]]) -> di
             epochs=epochs,
             trial=trial,
             verbose=c.verbose,
+            progress=run.progress,
         )
         record["hp"] = trial.hp_values(hp)
         _measured(record, hypermodel.describe(hp, model), result, plan.family)

@@ -98,6 +98,8 @@ def open_run(config: RunConfig, progress: Progress) -> Run:
     resolved = _resolved(config, data, space, engine, baselines, seeds, image_size)
     folder, resumed = _folder(config, resolved, data.info.name)
     log = RunLog(folder, resumed=resumed)
+    if config.cache or config.keep_cache:
+        data = data.cached(folder.cache_dir)
     folder.write_config(resolved)
     attention = AttentionCNN(
         space,

@@ -14,6 +14,8 @@ import keras
 import numpy as np
 
 from attn_search.engines.base import EngineTrial
+from attn_search.runner._fit_progress import FitProgressCallback
+from attn_search.runner.progress import Progress
 
 __all__ = ["EpochCallback", "FitResult", "fit", "reinitialize", "train_batches"]
 
@@ -94,14 +96,21 @@ def fit(
     epochs: int,
     trial: EngineTrial | None = None,
     verbose: int = 0,
+    progress: Progress | None = None,
 ) -> FitResult:
     """Trains `model` (built by `hypermodel` from `hp`) on `data`'s train split.
 
     The train split is reshuffled each epoch with `seed`; validation runs after every epoch.
+    `progress` (unless Keras prints its own, `verbose` > 0) hears of every batch.
     """
     batch = int(hp.values.get("train/batch_size") or 32) if hasattr(hp, "values") else 32
     callback = EpochCallback(trial)
     train = train_batches(data, batch, seed)
+    callbacks: list[Any] = [callback]
+    if progress is not None and not verbose:
+        n_train = int(data.info.sizes.get("train", 0))
+        steps = n_train // batch if n_train >= 2 * batch else math.ceil(n_train / batch)
+        callbacks.append(FitProgressCallback(progress, epochs, steps or None))
     t0 = time.monotonic()
     history = hypermodel.fit(
         hp,
@@ -109,7 +118,7 @@ def fit(
         train,
         validation_data=data.val(batch),
         epochs=epochs,
-        callbacks=[callback],
+        callbacks=callbacks,
         shuffle=False,  # Dataset.train shuffles, seeded
         verbose=verbose,
     )

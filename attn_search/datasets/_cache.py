@@ -1,0 +1,79 @@
+"""The disk cache of a streamed dataset: each split's decoded images in one uint8 .npy file.
+
+A folder too large for memory is decoded from its image files at every pass. With a cache
+(`Dataset.cached(directory)`), each split is decoded once, in parallel, into
+``<directory>/<split>-<fingerprint>.npy``; later passes, and later trials that use the same
+directory, read the decoded images back through a memory map, so the operating system keeps in
+memory what fits and reads the rest from disk. The fingerprint covers the split's files, their
+order and the image shape, so a cache of other data is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import tensorflow as tf
+
+_FILL_BATCH = 256  # images decoded per step while the cache is written
+
+
+def cache_file(
+    directory: pathlib.Path, split: str, paths: np.ndarray, shape: tuple
+) -> pathlib.Path:
+    """Where ``split``'s decoded images are cached, named after what they are."""
+    digest = hashlib.sha256()
+    digest.update(repr(tuple(int(d) for d in shape)).encode())
+    for path in paths:
+        digest.update(str(path).encode() + b"\0")
+    return pathlib.Path(directory) / f"{split}-{digest.hexdigest()[:16]}.npy"
+
+
+def cached_images(path: pathlib.Path, decoded: tf.data.Dataset, n: int, shape: tuple) -> np.ndarray:
+    """The cached images of one split, read-only and memory-mapped; written first if missing.
+
+    Args:
+        path: The cache file (see `cache_file`).
+        decoded: The split's ``(uint8 image, label)`` pairs, in the split's order.
+        n: The number of images.
+        shape: ``(H, W, C)``.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written under a temporary name, then renamed: a reader (another worker sharing the
+        # run folder, or a later trial after a crash) never sees half a cache.
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        images = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(n, *shape))
+        start = 0
+        for batch, _ in decoded.batch(_FILL_BATCH).prefetch(2):
+            images[start : start + len(batch)] = batch.numpy()
+            start += len(batch)
+        images.flush()
+        del images
+        os.replace(partial, path)
+    return np.load(path, mmap_mode="r")
+
+
+def cached_pipeline(
+    images: np.ndarray, y: np.ndarray, indices: tf.data.Dataset, batch_size: int
+) -> tf.data.Dataset:
+    """Batches ``(uint8 images, labels)`` gathered from the memory-mapped ``images``.
+
+    ``indices`` (int64, shuffled or not) says the order, exactly as for data held in memory.
+    """
+    import tensorflow as tf
+
+    labels = tf.constant(y.astype(np.int32))
+    shape = images.shape[1:]
+
+    def gather(i):
+        batch = tf.numpy_function(lambda idx: images[idx], [i], tf.uint8, stateful=False)
+        batch.set_shape((None, *shape))
+        return batch, tf.gather(labels, i)
+
+    return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
