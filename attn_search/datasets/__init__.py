@@ -24,7 +24,8 @@ The package imports TensorFlow only inside the functions that build pipelines, s
   `check_spec`, `available`;
 - ``_splits``: stratified allocation, ``limit``, train/val/test;
 - ``_arrays``: ``(x, y)``, .npz files, ``keras.datasets`` and digits;
-- ``_folders``: folders of images, in memory or streamed from disk;
+- ``_folders``: folders of images, in memory or streamed from disk (decoded natively or by PIL);
+- ``_cache``: a streamed dataset's decoded images kept on disk (`Dataset.cached`);
 - ``_synthetic``: the synthetic tasks and their table of parameters;
 - ``_control``: ``lookup``, the positive control.
 """
