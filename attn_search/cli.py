@@ -23,6 +23,7 @@ holds another run); 130 interrupted with Ctrl-C. Errors are one line on stderr,
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import traceback
@@ -90,7 +91,8 @@ _DESCRIPTIONS = {
     ),
     "leaderboard": (
         "print a run's leaderboard (or its comparison)",
-        "Print a run's leaderboard, best trial first, as a readable table.",
+        "Print a run's leaderboard, best trial first, as a readable table; from its run "
+        "folder, or with --storage URL --study NAME from the study's storage alone.",
     ),
     "export": (
         "export a run's best model (.keras, SavedModel, TFLite)",
@@ -157,7 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add_run_flags(command("run", _cmd_run, *_DESCRIPTIONS["run"], run_dir=False))
-    p = command("leaderboard", _cmd_leaderboard, *_DESCRIPTIONS["leaderboard"], run_dir=True)
+    p = command("leaderboard", _cmd_leaderboard, *_DESCRIPTIONS["leaderboard"], run_dir=False)
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a run folder (or --storage)")
+    p.add_argument("--storage", metavar="URL", help="read the study from its storage instead")
+    p.add_argument("--study", metavar="NAME", help="the study's name (with --storage)")
     p.add_argument("--top", type=positive_int("--top"), default=None, help="show the best N rows")
     p.add_argument(
         "--family",
@@ -251,16 +256,26 @@ def _print_run_summary(result: Any) -> None:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from attn_search.engines._optuna_storage import STORAGE_ENV
     from attn_search.leaderboard import format_table
     from attn_search.runfolder import RunFolder
 
-    folder = RunFolder(args.run_dir)
+    if args.run_dir is None and args.storage is None and not os.environ.get(STORAGE_ENV):
+        raise ConfigError("the following arguments are required: RUN_DIR")  # as argparse says
+    if args.run_dir is None or args.storage is not None:  # the study's storage alone
+        from attn_search.runner.workers import tables_from_storage
+
+        board, comparison = tables_from_storage(args.storage, args.study)
+        read = {False: lambda: board, True: lambda: comparison}
+    else:
+        folder = RunFolder(args.run_dir)
+        read = {False: folder.read_leaderboard, True: folder.read_comparison}
     if args.verdict:
         from attn_search.comparison import verdict_sentences
 
-        print("\n".join(verdict_sentences(folder.read_comparison())))
+        print("\n".join(verdict_sentences(read[True]())))
         return EXIT_OK
-    table = folder.read_comparison() if args.comparison else folder.read_leaderboard()
+    table = read[bool(args.comparison)]()
     if args.family is not None:
         if "family" not in table.columns:
             raise RunDirError(

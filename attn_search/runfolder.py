@@ -104,6 +104,7 @@ RUN_SCHEMA = {
     "finalist_fits": "the number of finalist fits recorded",
     "verdict": "the answer in words: one sentence per finalist and baseline twin",
     "error": "the error of a failed run",
+    "workers": "--workers N's run folder only: each worker's folder, exit_code and status",
 }
 
 

@@ -118,3 +118,14 @@ def _repair_trial(folder: pathlib.Path, notes: list[str]) -> dict | None:
     shutil.rmtree(folder)
     notes.append(f"{folder / TRIAL} was unreadable and the trial had not started: dropped")
     return None
+
+
+def shared_records(project: pathlib.Path, engine: str) -> list[dict[str, Any]]:
+    """The records a KerasTuner worker reads: every trial folder's told record, by trial id
+    (the chief and its workers share the run folder, as KerasTuner's `directory`)."""
+    out = []
+    for folder in sorted(project.glob("trial_*"), key=lambda p: p.name):
+        record = read_json(folder / RECORD)
+        if is_complete(record):
+            out.append({**record, "trial_id": int(folder.name[len("trial_") :]), "engine": engine})
+    return sorted(out, key=lambda r: r["trial_id"])

@@ -143,10 +143,14 @@ class EngineTrial(abc.ABC):
             `trial_id`.
         max_epochs: A number of epochs the engine imposes on this trial (KerasTuner's
             Hyperband brackets), or `None`.
+        slot: The trial's place in the search's budget (from 0), as the storage assigned it
+            atomically among all workers: slot k decides trial k's plan (slot 0 is the plain
+            baseline, run once). `None`: the runner counts instead.
     """
 
     number: int
     max_epochs: int | None = None
+    slot: int | None = None
     _plan: TrialPlan | None = None
 
     @property
@@ -259,6 +263,32 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def n_counted(self) -> int:
         """Returns how many trials count toward the budget (finished or running elsewhere)."""
+
+    def join(self, identity: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Checks that a shared study runs this configuration (`identity`: the resolved
+        configuration without what differs between workers, such as the run folder).
+
+        Raises:
+            ConfigError: The study's workers run another configuration. Defaults to no check.
+        """
+
+    def others_running(self) -> bool:
+        """Whether other workers still run (or are due to re-run) trials of a shared study:
+        the search waits for them before the finalists. Defaults to `False` (no sharing)."""
+        return False
+
+    @property
+    def runs_finalists(self) -> bool:
+        """Whether this process retrains the finalists (a KerasTuner worker leaves them to
+        its chief). Defaults to `True`."""
+        return True
+
+    def work_queue(self, stage: str, keys: list[str]) -> Any | None:
+        """The units `keys` of a stage (the finalist fits) shared with the study's other
+        workers, each claimed by one of them (`claim`, `done`, `interrupt`, `others_running`,
+        `entries`: see `attn_search.engines._optuna_work.WorkQueue`). Defaults to `None`: this
+        process runs every unit itself."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook: most engines hold nothing to release
         """Releases what `open` acquired. Defaults to nothing."""

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import pathlib
+import time
 import warnings
 from typing import Any
 
@@ -26,6 +27,7 @@ from attn_search.engines.base import (
     TrialPlan,
     clean_record,
 )
+from attn_search.errors import ConfigError
 
 __all__ = ["TUNERS", "KerasTunerEngine"]
 
@@ -40,11 +42,34 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
+_DISTRIBUTED = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+
+
 def _distributed_role() -> str | None:
-    """`"chief"`, `"worker"` or `None`, by KerasTuner's documented environment variables."""
-    if "KERASTUNER_ORACLE_IP" not in os.environ:
+    """`"chief"`, `"worker"` or `None`, by KerasTuner's documented environment variables.
+
+    Raises:
+        ConfigError: Some of the three variables are set but not all, or one is malformed.
+    """
+    given = {name: os.environ[name] for name in _DISTRIBUTED if name in os.environ}
+    if not given:
         return None
-    return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
+    received = ", ".join(f"{k}={v!r}" for k, v in given.items())
+    missing = [name for name in _DISTRIBUTED if not given.get(name, "").strip()]
+    if missing:
+        raise ConfigError(
+            "KerasTuner's chief/worker mode needs all of KERASTUNER_TUNER_ID ('chief' for the "
+            "chief, any other name for each worker), KERASTUNER_ORACLE_IP and "
+            f"KERASTUNER_ORACLE_PORT; {' and '.join(missing)} missing or empty. Set the three, "
+            f"or none for a search in one process. Received: {received}"
+        )
+    port = given["KERASTUNER_ORACLE_PORT"].strip()
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            "KERASTUNER_ORACLE_PORT must be a port number from 1 to 65535 (the chief's). "
+            f"Received: KERASTUNER_ORACLE_PORT={given['KERASTUNER_ORACLE_PORT']!r}"
+        )
+    return "chief" if "chief" in given["KERASTUNER_TUNER_ID"] else "worker"
 
 
 _OPTIONS = (
@@ -78,6 +103,18 @@ def _make_oracle(tuner: str, trials: int, seed: int, max_epochs: int | None) -> 
     return keras_tuner.oracles.HyperbandOracle(
         max_epochs=max(2, max_epochs or 10), factor=3, hyperband_iterations=1, **common
     )
+
+
+def _ask_past_the_end(oracle: Any, tuner_id: str) -> None:
+    """A worker's last word to its chief, which exits once every worker has asked past the
+    last trial (keras-tuner #254): ask once more, and hand back a retry it would give."""
+    from keras_tuner.engine.trial import TrialStatus
+
+    with _quiet():
+        trial = oracle.create_trial(tuner_id)
+        if trial.status == TrialStatus.RUNNING:
+            trial.status = TrialStatus.FAILED
+            oracle.end_trial(trial)
 
 
 class _KerasTunerTrial(EngineTrial):
@@ -167,12 +204,16 @@ class KerasTunerEngine(Engine):
         with contextlib.suppress(AttributeError):
             self.oracle.verbose = 0
         self._chief = role == "chief"
+        self._worker = role == "worker"  # its oracle is the chief's, over gRPC
+        self._stopped = False
         if self._chief:
-            # The chief only serves the oracle to the workers until they finish.
+            # The chief serves the oracle until every worker asked past the last trial, then
+            # the runner goes on to the finalists with every trial's record.
             self.tuner.search()
             return
-        self._finish_recorded()
-        self._save_good_copies()
+        if not self._worker:
+            self._finish_recorded()
+            self._save_good_copies()
 
     def _finish_recorded(self) -> None:
         """Ends the trials a kill left running after their record was written (in `tell`)."""
@@ -186,11 +227,17 @@ class KerasTunerEngine(Engine):
                     self._end(t, record, None)
 
     def _save_good_copies(self, trial_id: str | None = None) -> None:
+        if self._worker:
+            return  # the chief keeps the oracle's state
         files.save_good_copies(
             self.run_dir / PROJECT,
             self.oracle.get_state(),
             None if trial_id is None else self.oracle.trials[trial_id].get_state(),
         )
+
+    @property
+    def runs_finalists(self) -> bool:
+        return not getattr(self, "_worker", False)  # a worker leaves them to its chief
 
     def trial_dir(self, trial_id: str) -> pathlib.Path:
         """The folder of trial `trial_id` in the KerasTuner project."""
@@ -211,8 +258,10 @@ class KerasTunerEngine(Engine):
             with _quiet():
                 trial = self.oracle.create_trial(self.tuner.tuner_id)
             if trial.status == TrialStatus.STOPPED:
+                self._stopped = True
                 return None
             if trial.status == TrialStatus.IDLE:
+                time.sleep(1.0 if self._worker else 0.0)
                 continue  # another worker's round must finish first (Hyperband)
             self._interrupted.discard(trial.trial_id)
             self._save_good_copies(trial.trial_id)
@@ -245,7 +294,8 @@ class KerasTunerEngine(Engine):
                 t.status = TrialStatus.FAILED
                 t.message = record.get("error") or "failed"
             self.oracle.end_trial(t)
-            self.tuner.save()
+            if not self._worker:
+                self.tuner.save()
 
     def interrupt(self, trial: EngineTrial, error: str) -> None:
         # The trial stays "running" in KerasTuner's state: reloading the project queues it
@@ -265,6 +315,8 @@ class KerasTunerEngine(Engine):
         }
         self.write_trial_file(trial.trial.trial_id, files.RECORD, record)
         self._interrupted.add(trial.trial.trial_id)
+        if self._worker:
+            return  # the chief re-runs it when this worker (same tuner id) asks again
         with _quiet():
             self.oracle.save()
         self._save_good_copies()
@@ -272,6 +324,8 @@ class KerasTunerEngine(Engine):
     def records(self) -> list[dict[str, Any]]:
         from keras_tuner.engine.trial import TrialStatus
 
+        if self._worker:
+            return files.shared_records(self.run_dir / PROJECT, self.name)
         out = []
         for trial_id, t in sorted(self.oracle.trials.items(), key=lambda kv: int(kv[0])):
             record = files.read_json(self.trial_dir(trial_id) / files.RECORD)
@@ -289,6 +343,8 @@ class KerasTunerEngine(Engine):
         # or queued by KerasTuner's reload) does not.
         from keras_tuner.engine.trial import TrialStatus
 
+        if self._worker:  # the chief saves each trial's folder when it hands the trial out
+            return len(list((self.run_dir / PROJECT).glob(f"trial_*/{files.TRIAL}")))
         running = {t.trial_id for t in self.oracle.ongoing_trials.values()} - self._interrupted
         return sum(
             1
@@ -297,5 +353,7 @@ class KerasTunerEngine(Engine):
         )
 
     def close(self) -> None:
+        if getattr(self, "_worker", False) and not self._stopped and self.oracle is not None:
+            _ask_past_the_end(self.oracle, self.tuner.tuner_id)
         self.tuner = None
         self.oracle = None

@@ -19,29 +19,26 @@ import pathlib
 from typing import Any
 
 from attn_search.engines._optuna_hp import OptunaHyperParameters
+from attn_search.engines._optuna_make import make_pruner, make_sampler
+from attn_search.engines._optuna_records import IDENTITY, check_identity, study_records
+from attn_search.engines._optuna_slots import PLAN, RECORD, SlotStudy, on_stale
+from attn_search.engines._optuna_storage import STUDY_FILE, open_storage, storage_url
+from attn_search.engines._optuna_work import WorkQueue, stored_entries
 from attn_search.engines.base import (
     Engine,
     EngineOption,
     EngineTrial,
     TrialPlan,
     clean_record,
-    worker_id,
-    worker_is_dead,
 )
 from attn_search.errors import ConfigError
-from attn_search.formatting import placement_label
+from attn_search.formatting import mask_url, placement_label
 
 __all__ = ["SAMPLERS", "PRUNERS", "OptunaEngine", "OptunaHyperParameters"]
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
 PRUNERS = ("median", "hyperband", "successive-halving", "none")
 _STUDY_DEFAULT = "attn-search"
-STUDY_FILE = "study.db"  # the default storage: an SQLite file in the run folder
-_RECORD = "record"
-_PLAN = "plan"
-_WORKER = "worker"
-_RERUN_OF = "rerun_of"
-_INTERRUPTED = "interrupted"
 
 
 def _is_url(value: Any) -> bool:
@@ -75,8 +72,9 @@ _OPTIONS = (
     ),
     EngineOption(
         "storage",
-        help="optuna only: a storage URL (e.g. postgresql://...) shared by several workers. "
-        "Defaults to study.db in the run folder.",
+        help="optuna only: a storage URL shared by several workers (journal:///path, "
+        "postgresql://..., mysql://..., sqlite:///...). Defaults to $ATTN_SEARCH_STORAGE, "
+        "else study.db in the run folder.",
         rule="an Optuna storage URL such as 'sqlite:///study.db' or "
         "'postgresql://user:pass@host/db'",
         validate=_is_url,
@@ -88,65 +86,6 @@ _OPTIONS = (
         validate=_is_name,
     ),
 )
-
-
-def _make_sampler(sampler: Any, seed: int, trials: int) -> Any:
-    if not isinstance(sampler, str):
-        return sampler
-    import warnings
-
-    import optuna
-
-    startup = min(10, max(3, trials // 3))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # QMC and GP are marked experimental
-        if sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
-        if sampler == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if sampler == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
-        if sampler == "qmc":
-            return optuna.samplers.QMCSampler(seed=seed)
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
-
-
-def _make_pruner(pruner: Any, trials: int, max_epochs: int | None) -> Any:
-    if not isinstance(pruner, str):
-        return pruner
-    import optuna
-
-    if pruner == "median":
-        # Few trials per run here: start pruning after a handful of finished trials (and,
-        # as Optuna's default, from the first epoch on).
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=min(5, max(2, trials // 4)), n_warmup_steps=0
-        )
-    if pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=max_epochs or "auto", reduction_factor=3
-        )
-    if pruner == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    return optuna.pruners.NopPruner()
-
-
-def _make_storage(url: str | None, run_dir: pathlib.Path) -> Any:
-    import optuna
-
-    url = url or f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
-    kwargs: dict[str, Any] = {}
-    if not url.startswith("sqlite"):
-        # A server database may be shared by workers on several machines: a heartbeat
-        # lets any of them tell a crashed worker's trial from a running one.
-        kwargs.update(heartbeat_interval=60, grace_period=180)
-    try:
-        return optuna.storages.RDBStorage(url, **kwargs)
-    except Exception as error:  # bad URL, driver missing, server down
-        raise ConfigError(
-            f"`storage` cannot be opened ({type(error).__name__}: {error}). "
-            f"Received: storage={url!r}"
-        ) from None
 
 
 def _flat_attrs(record: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +111,7 @@ class _OptunaTrial(EngineTrial):
         self._plan = plan
 
     def make_hp(self, plan: TrialPlan) -> OptunaHyperParameters:
-        self.trial.set_user_attr(_PLAN, clean_record(plan.to_dict()))
+        self.trial.set_user_attr(PLAN, clean_record(plan.to_dict()))
         self._plan = plan
         return OptunaHyperParameters(self.trial, fixed=plan.fixed, use_defaults=plan.use_defaults)
 
@@ -194,8 +133,11 @@ class OptunaEngine(Engine):
             `optuna.samplers.BaseSampler`. Defaults to `"tpe"`.
         pruner: `"median"`, `"hyperband"`, `"successive-halving"`, `"none"`, or an
             `optuna.pruners.BasePruner`. Defaults to `"median"`.
-        storage: An Optuna storage URL (`sqlite:///...`, `postgresql://...`,
-            `mysql://...`). Defaults to `None`: `study.db` in the run folder.
+        storage: An Optuna storage URL shared by the workers of one study:
+            `journal:///path/study.journal` (several processes on one machine),
+            `postgresql://...` or `mysql://...` (several machines), or `sqlite:///...`.
+            Defaults to `None`: `$ATTN_SEARCH_STORAGE` if set, else `study.db` in the run
+            folder.
         study: The study's name in the storage. Defaults to `"attn-search"`.
 
     Raises:
@@ -227,13 +169,20 @@ class OptunaEngine(Engine):
         self.storage_url = checked["storage"]
         self.study_name = checked["study"] or _STUDY_DEFAULT
         self.study = None
+        self.storage = None
+        self._slots: SlotStudy | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Whether the study lives in a storage that other workers may share (a URL)."""
+        return storage_url(self.storage_url) is not None
 
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "sampler": _as_text(self.sampler_name),
             "pruner": _as_text(self.pruner_name),
-            "storage": self.storage_url or "sqlite:///<run folder>/study.db",
+            "storage": storage_url(self.storage_url) or "sqlite:///<run folder>/study.db",
             "study": self.study_name,
         }
 
@@ -242,86 +191,45 @@ class OptunaEngine(Engine):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._opened_at = datetime.datetime.now()  # Optuna's trial times are naive local
-        run_dir = pathlib.Path(run_dir)
-        storage = _make_storage(self.storage_url, run_dir)
+        opened_at = datetime.datetime.now()  # Optuna's trial times are naive local
+        url = storage_url(self.storage_url)
+        self.storage = open_storage(url, pathlib.Path(run_dir), on_stale=on_stale)
         if overwrite:
             with contextlib.suppress(KeyError):
-                optuna.delete_study(study_name=self.study_name, storage=storage)
+                optuna.delete_study(study_name=self.study_name, storage=self.storage)
         self.study = optuna.create_study(
-            storage=storage,
+            storage=self.storage,
             study_name=self.study_name,
-            sampler=_make_sampler(self.sampler_name, seed, trials),
-            pruner=_make_pruner(self.pruner_name, trials, max_epochs),
+            sampler=make_sampler(self.sampler_name, seed, trials, shared=url is not None),
+            pruner=make_pruner(self.pruner_name, trials, max_epochs),
             direction="maximize",
             load_if_exists=True,
         )
         # The objective's name in optuna-dashboard and Optuna's plots ("Objective 0" otherwise).
         self.study.set_metric_names(["best_val_accuracy"])
-        self._recover()
+        self._slots = SlotStudy(self.study, self.storage, trials, url, opened_at)
+        self._slots.recover()
 
-    def _recover(self) -> None:
-        """Fails the trials whose process died, and queues their re-runs."""
-        import optuna
-        from optuna.trial import TrialState
-
-        if self.storage_url and not self.storage_url.startswith("sqlite"):
-            optuna.storages.fail_stale_trials(self.study)
-        trials = self.study.get_trials(deepcopy=False)
-        requeued = self._reruns(trials)
-        for t in trials:
-            stale = t.state == TrialState.RUNNING and (
-                worker_is_dead(t.user_attrs.get(_WORKER)) or self._unclaimed(t)
-            )
-            orphan = (
-                t.state == TrialState.FAIL
-                and _RECORD not in t.user_attrs
-                and t.number not in requeued
-            )
-            if stale or orphan:
-                worker = t.user_attrs.get(_WORKER, "unknown worker")
-                error = f"interrupted: the process running this trial stopped ({worker})"
-                self._fail_and_requeue(t, error)
-
-    def _unclaimed(self, frozen: Any) -> bool:
-        """A running trial of the run folder's own study that no process ever claimed: `ask`
-        creates the trial, then writes its worker, so a kill between the two leaves a trial
-        that no heartbeat or pid can vouch for. One started before this engine opened is dead
-        (a live worker claims its trial within milliseconds of asking)."""
-        if self.storage_url is not None or _WORKER in frozen.user_attrs:
-            return False
-        started = frozen.datetime_start
-        return started is not None and started < self._opened_at
-
-    def _fail_and_requeue(self, frozen: Any, error: str) -> None:
-        # Optuna refuses to change a finished trial, and offers no public way to set an
-        # attribute of a trial this process did not start: the interrupted trial's story is
-        # kept on its re-run instead, and `records` tells it.
-        from optuna.trial import TrialState
-
-        self.study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
-        user_attrs = {_RERUN_OF: frozen.number, _INTERRUPTED: error}
-        if _PLAN in frozen.user_attrs:
-            user_attrs[_PLAN] = frozen.user_attrs[_PLAN]
-        self.study.enqueue_trial(dict(frozen.params), user_attrs=user_attrs)
-
-    @staticmethod
-    def _reruns(trials: list[Any]) -> dict[int, Any]:
-        """Each interrupted trial's number -> the trial queued to re-run it."""
-        return {t.user_attrs[_RERUN_OF]: t for t in trials if _RERUN_OF in t.user_attrs}
+    def join(self, identity: dict[str, Any]) -> None:
+        check_identity(self.study, self._slots, identity)
 
     def ask(self) -> EngineTrial | None:
-        trial = self.study.ask()
-        trial.set_user_attr(_WORKER, worker_id())
-        plan = trial.user_attrs.get(_PLAN)
-        return _OptunaTrial(self, trial, TrialPlan.from_dict(plan) if plan else None)
+        check_identity(self.study, self._slots, None)  # another configuration took over?
+        claimed = self._slots.ask()
+        if claimed is None:
+            return None
+        trial, slot = claimed
+        plan = trial.user_attrs.get(PLAN)
+        out = _OptunaTrial(self, trial, TrialPlan.from_dict(plan) if plan else None)
+        out.slot = slot
+        return out
 
     def tell(self, trial: EngineTrial, record: dict[str, Any]) -> None:
         from optuna.trial import TrialState
 
         record = clean_record({**record, "trial_id": trial.number, "engine": self.name})
         t = trial.trial
-        t.set_user_attr(_RECORD, record)
+        t.set_user_attr(RECORD, record)
         for key, value in _flat_attrs(record).items():
             t.set_user_attr(key, value)
         status = record.get("status")
@@ -332,53 +240,68 @@ class OptunaEngine(Engine):
             self.study.tell(t, state=TrialState.PRUNED)
         else:
             self.study.tell(t, state=TrialState.FAIL)
+        self._slots.finished()
 
     def interrupt(self, trial: EngineTrial, error: str) -> None:
         from optuna.trial import TrialState
 
+        self._slots.finished()
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         frozen = next((t for t in running if t.number == trial.number), None)
         if frozen is None:
             return  # it was told already: its record stands
-        self._fail_and_requeue(frozen, error)
+        self._slots.fail_and_requeue(frozen, error)
 
     def records(self) -> list[dict[str, Any]]:
-        from optuna.trial import TrialState
-
-        trials = self.study.get_trials(deepcopy=False)
-        reruns = self._reruns(trials)
-        out = []
-        for t in trials:
-            if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
-                continue
-            record = dict(t.user_attrs.get(_RECORD) or {})
-            if not record:
-                rerun = reruns.get(t.number)
-                record = {
-                    "status": "failed",
-                    "family": (t.user_attrs.get(_PLAN) or {}).get("family"),
-                    "hp": dict(t.params),
-                    "error": "no record: the trial ended outside attn-search",
-                }
-                if rerun is not None:
-                    error = f"{rerun.user_attrs[_INTERRUPTED]}; re-run as trial {rerun.number}"
-                    record.update(error=error, interrupted=True)
-            record.update(trial_id=t.number, engine=self.name)
-            out.append(record)
-        return out
+        return study_records(self._slots.trials(), self.name)
 
     def n_counted(self) -> int:
         # A queued re-run replaces an interrupted trial: neither counts until it runs.
-        from optuna.trial import TrialState
+        return self._slots.n_counted()
 
-        trials = self.study.get_trials(deepcopy=False)
-        reruns = self._reruns(trials)
-        return sum(
-            1
-            for t in trials
-            if t.state != TrialState.WAITING
-            and not (t.state == TrialState.FAIL and t.number in reruns)
-        )
+    def others_running(self) -> bool:
+        self._slots.recover()
+        return self._slots.running_elsewhere()
+
+    # --- sharing with other workers ---------------------------------------------------------
+    def work_queue(self, stage: str, keys: list[str]) -> WorkQueue | None:
+        if not self.shared:
+            return None
+        return WorkQueue(self.storage, self.study_name, stage, keys, self._slots.url)
+
+    @classmethod
+    def attach(cls, storage: str, study: str | None = None) -> OptunaEngine:
+        """The engine of an existing study, opened from its storage alone (no run folder).
+
+        Raises:
+            ConfigError: The storage cannot be opened or holds no study of that name.
+        """
+        import optuna
+
+        engine = cls(storage=storage, study=study)
+        url = storage_url(storage)
+        engine.storage = open_storage(url, pathlib.Path("."), on_stale=on_stale)
+        try:
+            engine.study = optuna.load_study(study_name=engine.study_name, storage=engine.storage)
+        except KeyError:
+            names = sorted(n for n in optuna.get_all_study_names(engine.storage) if "." not in n)
+            raise ConfigError(
+                f"The storage {mask_url(url)} holds no study named {engine.study_name!r} (it "
+                f"holds: {', '.join(map(repr, names)) or 'none'}); pass the run's --study. "
+                f"Received: study={engine.study_name!r}"
+            ) from None
+        engine._slots = SlotStudy(engine.study, engine.storage, 0, url, datetime.datetime.now())
+        return engine
+
+    def shared_config(self) -> dict[str, Any] | None:
+        """The configuration the study's workers share (see `join`), if stored."""
+        return self.study.user_attrs.get(IDENTITY)
+
+    def stored_units(self, stage: str) -> dict[str, list[dict[str, Any]]]:
+        """Every finished unit of a shared stage, by key, read from the storage."""
+        return stored_entries(self.storage, self.study_name, stage)
 
     def close(self) -> None:
+        if self._slots is not None:
+            self._slots.finished()
         self.study = None

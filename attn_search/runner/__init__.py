@@ -115,6 +115,10 @@ def run_search(
 
     if progress is None:
         progress = ProgressPrinter(config.trials, quiet=config.quiet)
+    if config.workers > 1:
+        from attn_search.runner.workers import run_workers
+
+        return run_workers(config, progress)
     t_start = time.monotonic()
     with _quiet_retracing(config.verbose):
         run = open_run(config, progress)

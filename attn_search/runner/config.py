@@ -78,6 +78,7 @@ class RunConfig:
         storage: Optuna storage URL (e.g. `postgresql://...` for several workers). Defaults
             to `None`: `study.db` in the run folder.
         study: Optuna study name. Defaults to `None` (`"attn-search"`).
+        workers: Worker processes on this machine sharing one study. Defaults to 1.
         limit: Cap on the number of examples loaded (quick runs). Defaults to `None`.
         image_size: `(height, width)` to resize images to. Defaults to `None`.
         skip_corrupt: Skip unreadable images in a folder dataset (with a warning that counts
@@ -153,6 +154,9 @@ class RunConfig:
     )
     storage: str | None = _field(None, "where to write", "", kind="engine_option", metavar="URL")
     study: str | None = _field(None, "where to write", "", kind="engine_option", metavar="NAME")
+    workers: int = _field(
+        1, "how to search", "processes sharing one study (optuna)", kind="positive_int"
+    )
     limit: int | None = _field(
         None,
         "what to search",

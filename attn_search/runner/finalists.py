@@ -18,6 +18,7 @@ from typing import Any
 
 from attn_search.engines.base import clean_record
 from attn_search.runner import planning
+from attn_search.runner._shared_finalists import STAGE, retrain_shared, unit_key
 from attn_search.runner.progress import error_text, shorten
 from attn_search.runner.setup import Run
 
@@ -43,6 +44,12 @@ def retrain_finalists(run: Run, records: list[dict[str, Any]]) -> list[dict[str,
     if not chosen:
         run.progress.note("No attention trial completed: no finalists to retrain.")
         return []
+    if not run.engine.runs_finalists:  # a KerasTuner worker: its chief retrains them
+        return current_fits(stored, chosen)
+    units = planning.fit_groups(chosen, run.families, run.seeds)  # all, done or not
+    queue = run.engine.work_queue(STAGE, [unit_key(u) for u in units])
+    if queue is not None:  # workers share the study: each group is claimed by one of them
+        return retrain_shared(run, queue, chosen, units, run_group, current_fits)
     groups = planning.fit_groups(chosen, run.families, run.seeds, stored)
     if _SOLO_REFERENCE:  # one network per group, in the order the reference path reused traces
         groups = [

@@ -20,6 +20,8 @@ from attn_search.runner.setup import Run
 
 __all__ = ["Budget", "run_trial", "search"]
 
+_POLL_SECONDS = 2.0  # how often a worker done with its trials looks at the others'
+
 
 @dataclasses.dataclass
 class Budget:
@@ -76,12 +78,17 @@ def search(run: Run, state: dict[str, Any]) -> str | None:
     _announce(run, records)
     while True:
         reason = budget.stop_reason(engine.n_counted())
+        if reason == "trials" and engine.others_running():
+            time.sleep(_POLL_SECONDS)  # other workers' trials: a dead one's is re-run here
+            continue
         if reason == "time_budget":
             run.progress.note(f"Time budget of {c.time_budget:g} s reached: no new trials.")
         if reason is not None:
             return None if reason == "trials" else reason
         trial = engine.ask()
         if trial is None:
+            if engine.n_counted() >= c.trials:
+                continue  # other workers took the last trials meanwhile
             return "engine"
         state["trial"] = trial
         t0 = time.monotonic()
@@ -128,7 +135,7 @@ def run_trial(run: Run, trial: EngineTrial, records: list[dict[str, Any]]) -> di
     from attn_search.runner.training import fit
 
     c = run.config
-    k = max(0, run.engine.n_counted() - 1)
+    k = trial.slot if trial.slot is not None else max(0, run.engine.n_counted() - 1)
     plan = trial.plan or planning.plan_for(
         k,
         trials=c.trials,

@@ -119,6 +119,7 @@ def open_run(config: RunConfig, progress: Progress) -> Run:
         max_epochs=config.max_epochs or (int(epochs.highest()) if epochs is not None else None),
         overwrite=config.overwrite,  # a study in an external storage is deleted too
     )
+    engine.join(_shared(resolved))
     run = Run(
         config=config,
         space=space,
@@ -201,6 +202,17 @@ def _resolved(config, data, space, engine, baselines, seeds, image_size) -> dict
             "run": config.to_dict(),
         }
     )
+
+
+def _shared(resolved: dict[str, Any]) -> dict[str, Any]:
+    """What every worker of one study must agree on: the resolved configuration but the run
+    folder, the output settings, the dataset's path and the storage's address (which may be
+    spelled differently on each machine)."""
+    keys = ("dataset", "space", "engine", "seed", "max_epochs", "budget", "seeds", "baselines")
+    out = {key: resolved.get(key) for key in keys}
+    out["dataset"] = {k: v for k, v in (out["dataset"] or {}).items() if k != "spec"}
+    out["engine"] = {k: v for k, v in (out["engine"] or {}).items() if k != "storage"}
+    return out
 
 
 def _masked(described: dict[str, Any]) -> dict[str, Any]:
