@@ -60,9 +60,9 @@ def cached_images(path: pathlib.Path, decoded: tf.data.Dataset, n: int, shape: t
 
 
 def cached_pipeline(
-    images: np.ndarray, y: np.ndarray, indices: tf.data.Dataset, batch_size: int
+    images: np.ndarray, y: np.ndarray, indices: tf.data.Dataset, batch_size: int, scale: float
 ) -> tf.data.Dataset:
-    """Batches ``(uint8 images, labels)`` gathered from the memory-mapped ``images``.
+    """Batches ``(float32 images * scale, labels)`` gathered from the memory-mapped ``images``.
 
     ``indices`` (int64, shuffled or not) says the order, exactly as for data held in memory.
     """
@@ -74,6 +74,6 @@ def cached_pipeline(
     def gather(i):
         batch = tf.numpy_function(lambda idx: images[idx], [i], tf.uint8, stateful=False)
         batch.set_shape((None, *shape))
-        return batch, tf.gather(labels, i)
+        return tf.cast(batch, tf.float32) * scale, tf.gather(labels, i)
 
     return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)

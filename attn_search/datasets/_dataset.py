@@ -184,24 +184,25 @@ class Dataset:
             )
         import tensorflow as tf
 
-        autotune = tf.data.AUTOTUNE
+        # Each pipeline has one parallel stage that reads (decodes, gathers) and scales: a second
+        # parallel stage for the scaling alone made streaming measurably slower.
+        batch_size = int(batch_size)
         if self.info.streaming and self.cache_dir is not None:
-            ds, scale = self._from_cache(split, int(batch_size), shuffle, seed), 1.0 / 255.0
+            ds = self._from_cache(split, batch_size, shuffle, seed)
         elif self.info.streaming:
-            ds, scale = self._from_files(split, shuffle, seed), 1.0 / 255.0
-            ds = ds.batch(int(batch_size))
+            ds = self._from_files(split, shuffle, seed, scale=1.0 / 255.0).batch(batch_size)
         else:
-            ds, scale = self._from_memory(split, int(batch_size), shuffle, seed), self._scale
-        ds = ds.map(
-            lambda xb, yb: (tf.cast(xb, tf.float32) * scale, yb), num_parallel_calls=autotune
-        )
-        return ds.prefetch(autotune)
+            ds = self._from_memory(split, batch_size, shuffle, seed)
+        return ds.prefetch(tf.data.AUTOTUNE)
 
-    def _from_files(self, split: str, shuffle: bool, seed: int | None) -> tf.data.Dataset:
+    def _from_files(
+        self, split: str, shuffle: bool, seed: int | None, scale: float | None = None
+    ) -> tf.data.Dataset:
         """Unbatched ``(uint8 image, label)`` pairs, each image decoded from its file.
 
         Files are decoded in parallel; a reader with `tf_read` decodes them in the graph (no
-        Python per image), any other reader is called through `tf.numpy_function`.
+        Python per image), any other reader is called through `tf.numpy_function`. With
+        ``scale``, images come as float32 multiplied by it.
         """
         import tensorflow as tf
 
@@ -223,13 +224,19 @@ class Dataset:
                 image.set_shape((h, w, c))
                 return image
 
-        ds = _shuffled(
-            tf.data.Dataset.from_tensor_slices((paths, kinds, y.astype(np.int32))),
-            len(y),
-            shuffle,
-            seed,
-        )
-        return ds.map(lambda p, k, label: (read(p, k), label), num_parallel_calls=tf.data.AUTOTUNE)
+        def image(path, kind):
+            if scale is None:
+                return read(path, kind)
+            return tf.cast(read(path, kind), tf.float32) * scale
+
+        labels, autotune = y.astype(np.int32), tf.data.AUTOTUNE
+        if len(set(kinds.tolist())) > 1:  # the decoder of each file travels with it
+            ds = tf.data.Dataset.from_tensor_slices((paths, kinds, labels))
+            ds = _shuffled(ds, len(y), shuffle, seed)
+            return ds.map(lambda p, k, label: (image(p, k), label), num_parallel_calls=autotune)
+        ds = _shuffled(tf.data.Dataset.from_tensor_slices((paths, labels)), len(y), shuffle, seed)
+        kind = int(kinds[0]) if len(kinds) else 0
+        return ds.map(lambda p, label: (image(p, kind), label), num_parallel_calls=autotune)
 
     def _from_cache(
         self, split: str, batch_size: int, shuffle: bool, seed: int | None
@@ -244,22 +251,26 @@ class Dataset:
         path = _cache.cache_file(self.cache_dir, split, x, shape)
         images = _cache.cached_images(path, self._from_files(split, False, None), len(y), shape)
         indices = _shuffled(tf.data.Dataset.range(len(y)), len(y), shuffle, seed)
-        return _cache.cached_pipeline(images, y, indices, batch_size)
+        return _cache.cached_pipeline(images, y, indices, batch_size, 1.0 / 255.0)
 
     def _from_memory(
         self, split: str, batch_size: int, shuffle: bool, seed: int | None
     ) -> tf.data.Dataset:
-        """Batches gathered from the split's tensors, stored once (in the source's dtype)."""
+        """Batches gathered from the split's tensors, stored once (in the source's dtype), and
+        scaled to float32 in [0, 1]."""
         import tensorflow as tf
 
         x, y = self._splits[split]
         if split not in self._tensors:
             self._tensors[split] = (tf.constant(x), tf.constant(y.astype(np.int32)))
         xt, yt = self._tensors[split]
+        scale = self._scale
+
+        def gather(i):
+            return tf.cast(tf.gather(xt, i), tf.float32) * scale, tf.gather(yt, i)
+
         ds = _shuffled(tf.data.Dataset.range(len(y)), len(y), shuffle, seed)
-        return ds.batch(batch_size).map(
-            lambda i: (tf.gather(xt, i), tf.gather(yt, i)), num_parallel_calls=tf.data.AUTOTUNE
-        )
+        return ds.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _shuffled(ds: tf.data.Dataset, n: int, shuffle: bool, seed: int | None) -> tf.data.Dataset:
