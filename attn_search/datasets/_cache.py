@@ -59,21 +59,37 @@ def cached_images(path: pathlib.Path, decoded: tf.data.Dataset, n: int, shape: t
     return np.load(path, mmap_mode="r")
 
 
-def cached_pipeline(
-    images: np.ndarray, y: np.ndarray, indices: tf.data.Dataset, batch_size: int, scale: float
+def batches(
+    directory: pathlib.Path,
+    split: str,
+    xy: tuple[np.ndarray, np.ndarray],
+    shape: tuple,
+    decoded: tf.data.Dataset,
+    order: tf.data.Dataset,
+    batch_size: int,
 ) -> tf.data.Dataset:
-    """Batches ``(float32 images * scale, labels)`` gathered from the memory-mapped ``images``.
+    """A split's batches ``(float32 images in [0, 1], int32 labels)`` from its cache file.
 
-    ``indices`` (int64, shuffled or not) says the order, exactly as for data held in memory.
+    Args:
+        directory: The cache's folder.
+        split: The split's name.
+        xy: The split's file paths and labels.
+        shape: ``(H, W, C)``.
+        decoded: The split's ``(uint8 image, label)`` pairs in order, read only to write the
+            cache file when it is missing.
+        order: The indices (int64) in the order to read them, shuffled or not: the same order
+            as data held in memory.
+        batch_size: Examples per batch.
     """
     import tensorflow as tf
 
+    paths, y = xy
+    images = cached_images(cache_file(directory, split, paths, shape), decoded, len(y), shape)
     labels = tf.constant(y.astype(np.int32))
-    shape = images.shape[1:]
 
     def gather(i):
         batch = tf.numpy_function(lambda idx: images[idx], [i], tf.uint8, stateful=False)
         batch.set_shape((None, *shape))
-        return tf.cast(batch, tf.float32) * scale, tf.gather(labels, i)
+        return tf.cast(batch, tf.float32) * (1.0 / 255.0), tf.gather(labels, i)
 
-    return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    return order.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)

@@ -145,15 +145,13 @@ class Dataset:
     def cached(self, directory: str | os.PathLike) -> Dataset:
         """This dataset, with the decoded images of a streamed folder kept on disk.
 
-        Each split is decoded once (in parallel) into a uint8 ``.npy`` file in ``directory``
-        the first time its pipeline is made; every later pass, and every other `Dataset` cached
-        in the same directory, reads that file through a memory map instead of decoding the
-        image files again. The batches are the same as without the cache. A dataset held in
-        memory has nothing to cache: it is returned as it is.
+        Each split is decoded once, in parallel, into a uint8 ``.npy`` file in ``directory`` when
+        its first pipeline is made; later passes, and other datasets cached there, read it
+        through a memory map. The batches are the same as without the cache. A dataset held in
+        memory has nothing to cache and is returned as it is.
 
         Args:
-            directory: Where the cache files go (created when needed). Deleting it deletes the
-                cache; nothing else is written there.
+            directory: Where the cache files go (created when needed; nothing else goes there).
 
         Returns:
             A `Dataset` sharing this one's splits.
@@ -188,7 +186,13 @@ class Dataset:
         # parallel stage for the scaling alone made streaming measurably slower.
         batch_size = int(batch_size)
         if self.info.streaming and self.cache_dir is not None:
-            ds = self._from_cache(split, batch_size, shuffle, seed)
+            from attn_search.datasets import _cache
+
+            x, y = self._splits[split]
+            order = _shuffled(tf.data.Dataset.range(len(y)), len(y), shuffle, seed)
+            decoded = self._from_files(split, False, None)  # decoded once, on first use
+            shape = self.info.input_shape
+            ds = _cache.batches(self.cache_dir, split, (x, y), shape, decoded, order, batch_size)
         elif self.info.streaming:
             ds = self._from_files(split, shuffle, seed, scale=1.0 / 255.0).batch(batch_size)
         else:
@@ -237,21 +241,6 @@ class Dataset:
         ds = _shuffled(tf.data.Dataset.from_tensor_slices((paths, labels)), len(y), shuffle, seed)
         kind = int(kinds[0]) if len(kinds) else 0
         return ds.map(lambda p, label: (image(p, kind), label), num_parallel_calls=autotune)
-
-    def _from_cache(
-        self, split: str, batch_size: int, shuffle: bool, seed: int | None
-    ) -> tf.data.Dataset:
-        """Batches read from the split's cache file, decoded into it on first use."""
-        import tensorflow as tf
-
-        from attn_search.datasets import _cache
-
-        x, y = self._splits[split]
-        shape = self.info.input_shape
-        path = _cache.cache_file(self.cache_dir, split, x, shape)
-        images = _cache.cached_images(path, self._from_files(split, False, None), len(y), shape)
-        indices = _shuffled(tf.data.Dataset.range(len(y)), len(y), shuffle, seed)
-        return _cache.cached_pipeline(images, y, indices, batch_size, 1.0 / 255.0)
 
     def _from_memory(
         self, split: str, batch_size: int, shuffle: bool, seed: int | None
