@@ -143,7 +143,7 @@ def _quiet_retracing(verbose: int) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _execute(run: Run, t_start: float) -> RunResult:
+def _execute(run: Run, t_start: float, report: bool = True) -> RunResult:
     """Search, finalists, and the end of the run whatever happens."""
     from attn_search.runner.finalists import retrain_finalists
     from attn_search.runner.search import search
@@ -174,7 +174,8 @@ def _execute(run: Run, t_start: float) -> RunResult:
     status = "stopped" if state["stopped_by"] else "complete"
     board, comparison = _finish(run, status, timings, t_start, state)
     verdict = run.log.info.get("verdict") or []
-    _write_report(run)
+    if report and run.engine.runs_finalists:  # a KerasTuner worker leaves it to its chief
+        _write_report(run)
     best = run.folder.best_model_path
     return RunResult(
         run_dir=run.folder.path,

@@ -1,7 +1,8 @@
 """One worker process of `attn-search run --workers N`: `python -m attn_search.runner._worker`.
 
-It reads its configuration (a JSON object of `RunConfig` fields) on stdin, runs it, and exits
-0 (done), 1 (an error, printed as one line) or 130 (Ctrl-C). Its storage URL comes in
+It reads its configuration (a JSON object of `RunConfig` fields) on stdin, runs it as
+`run_search` does but for the report (the run folder's one report is written by the parent),
+and exits 0 (done), 1 (an error, printed as one line) or 130 (Ctrl-C). Its storage URL comes in
 `$ATTN_SEARCH_STORAGE`, never on its command line.
 """
 
@@ -12,12 +13,19 @@ import sys
 
 
 def main() -> int:
+    import time
+
     from attn_search.errors import AttnSearchError
-    from attn_search.runner import RunConfig, run_search
+    from attn_search.runner import RunConfig, _execute, _quiet_retracing
+    from attn_search.runner.progress import ProgressPrinter
+    from attn_search.runner.setup import open_run
 
     try:
         config = RunConfig(**json.loads(sys.stdin.read()))
-        run_search(config)
+        config.validate()
+        with _quiet_retracing(config.verbose):
+            run = open_run(config, ProgressPrinter(config.trials, quiet=config.quiet))
+            _execute(run, time.monotonic(), report=False)  # the run folder's one report
     except KeyboardInterrupt:
         return 130
     except AttnSearchError as error:

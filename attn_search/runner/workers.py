@@ -77,7 +77,7 @@ def run_workers(config: RunConfig, progress: Any) -> Any:
     for _, reader in procs:
         reader.join(timeout=10)
     codes = [proc.returncode for proc, _ in procs]
-    result = _gather(config, folder, url, log, codes, interrupted)
+    result = _gather(config, folder, url, log, codes, interrupted, progress)
     if interrupted:
         raise KeyboardInterrupt
     failed = [(i, code) for i, code in enumerate(codes, start=1) if code != 0]
@@ -212,7 +212,18 @@ def _relay(proc: subprocess.Popen, log_path: pathlib.Path, i: int, quiet: bool) 
                 print(f"[worker {i}] {line}", end="", flush=True)
 
 
-def _gather(config, folder: RunFolder, url: str, log: RunLog, codes, interrupted: bool):
+def _write_report(folder: RunFolder, progress: Any) -> None:
+    """The run's report; the run's results never depend on it."""
+    from attn_search.report import write_report
+    from attn_search.runner.progress import error_text
+
+    try:
+        write_report(folder.path)
+    except Exception as error:  # noqa: BLE001 - the tables and model are already written
+        progress.note(f"Report skipped: {error_text(error)}")
+
+
+def _gather(config, folder: RunFolder, url: str, log: RunLog, codes, interrupted: bool, progress):
     """Writes the run folder's tables, finalists.json, config.yaml and best model from the
     storage and the workers' folders; returns the `RunResult`."""
     from attn_search.comparison import verdict_sentences
@@ -253,6 +264,8 @@ def _gather(config, folder: RunFolder, url: str, log: RunLog, codes, interrupted
         for w, code, s in zip(workers, codes, statuses, strict=True)
     ]
     log.write(status, workers=sessions, verdict=verdict)
+    if status in ("complete", "stopped") and board is not None:
+        _write_report(folder, progress)
     best = folder.best_model_path
     return RunResult(
         run_dir=folder.path,
