@@ -88,7 +88,7 @@ def find_study(run_dir: Any, storage: str | None = None) -> StudyLocation:
     defaults = OptunaEngine()
     study = engine.get("study") or defaults.study_name
     saved = engine.get("storage")
-    if storage is None and saved not in (None, defaults.describe()["storage"]):
+    if storage is None and saved not in (None, OptunaEngine.DEFAULT_STORAGE):
         if "***" in str(saved):
             raise ConfigError(
                 f"`storage` is required: the run's study is in {saved} and config.yaml keeps "

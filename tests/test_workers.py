@@ -359,3 +359,15 @@ def test_private_trial_id_that_the_heartbeat_needs_is_there(tmp_path):
 
     study = optuna.create_study()
     assert isinstance(study.ask()._trial_id, int)
+
+
+def test_the_dashboard_finds_a_local_study_whatever_the_environment_says(tmp_path, monkeypatch):
+    import yaml
+
+    from attn_search.dashboard import find_study
+
+    monkeypatch.setenv(STORAGE_ENV, "postgresql://u:p@h/db")
+    engine = {"name": "optuna", "storage": OptunaEngine.DEFAULT_STORAGE, "study": "attn-search"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"engine": engine}))
+    (tmp_path / "study.db").write_bytes(b"")
+    assert find_study(tmp_path).storage == f"sqlite:///{(tmp_path / 'study.db').resolve()}"

@@ -153,6 +153,8 @@ class OptunaEngine(Engine):
     name = "optuna"
     files = (STUDY_FILE,)
     options = _OPTIONS
+    #: How config.yaml names the default storage (whatever `$ATTN_SEARCH_STORAGE` holds).
+    DEFAULT_STORAGE = "sqlite:///<run folder>/study.db"
 
     def __init__(
         self,
@@ -182,7 +184,7 @@ class OptunaEngine(Engine):
             "name": self.name,
             "sampler": _as_text(self.sampler_name),
             "pruner": _as_text(self.pruner_name),
-            "storage": storage_url(self.storage_url) or "sqlite:///<run folder>/study.db",
+            "storage": storage_url(self.storage_url) or self.DEFAULT_STORAGE,
             "study": self.study_name,
         }
 
