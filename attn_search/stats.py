@@ -17,6 +17,13 @@ finished (a paired design: the same seed gives both the same data order). For ev
   interval then lies wholly on that side of zero), else `no detectable difference`; `cannot
   compare` with fewer than 2 pairs or no spread.
 
+When the finalists were compared by repeated k-fold cross-validation (small datasets), the pairs
+are the folds of every repetition: their training sets overlap, so their differences are
+correlated and the plain paired t-test would be far too confident. `compare(...,
+test_train_ratio=r)` then uses the corrected resampled t-test of Nadeau and Bengio (2003): the
+variance of the mean difference is `(1/n + r) * s**2` instead of `s**2 / n`, where `r` is the
+ratio of test to training examples of one fold (`corrected_paired`).
+
 The t distribution and test are scipy's, the power calculation statsmodels'. This module imports
 them on first use.
 """
@@ -36,6 +43,7 @@ __all__ = [
     "POWER",
     "VERDICTS",
     "compare",
+    "corrected_paired",
     "detectable_difference",
     "holm",
     "paired",
@@ -84,6 +92,53 @@ def paired(a: Sequence[float], b: Sequence[float], *, alpha: float = ALPHA) -> d
     return out
 
 
+def corrected_paired(
+    a: Sequence[float], b: Sequence[float], test_train_ratio: float, *, alpha: float = ALPHA
+) -> dict[str, Any]:
+    """`paired`, with the corrected resampled t-test of Nadeau and Bengio (2003).
+
+    For scores from resampled (e.g. repeated k-fold) evaluations, whose training sets overlap:
+    the variance of the mean difference is estimated as `(1/n + test_train_ratio) * s**2`
+    (`s` the differences' standard deviation) instead of `s**2 / n`; the t statistic and the
+    interval use it, with n - 1 degrees of freedom.
+
+    Args:
+        a: Attention's scores, one per fold of every repetition.
+        b: The twin's scores on the same folds, in the same order.
+        test_train_ratio: Test examples / training examples of one fold (1 / (k - 1) for
+            k-fold cross-validation).
+        alpha: 1 - the interval's confidence. Defaults to 0.05.
+
+    Returns:
+        `paired`'s keys; `p_value` and the interval are the corrected ones.
+
+    Example:
+
+    >>> row = corrected_paired([0.9, 0.92, 0.91, 0.95], [0.85, 0.9, 0.88, 0.9], 1 / 3)
+    >>> round(row["p_value"], 3) > round(paired([0.9, 0.92, 0.91, 0.95],
+    ...                                        [0.85, 0.9, 0.88, 0.9])["p_value"], 3)
+    True
+    """
+    from scipy import stats
+
+    if not (test_train_ratio >= 0 and math.isfinite(test_train_ratio)):
+        raise ValueError(
+            "`test_train_ratio` must be a finite number >= 0. "
+            f"Received: test_train_ratio={test_train_ratio!r}"
+        )
+    out = paired(a, b, alpha=alpha)
+    n, sd = out["n"], out["diff_std"]
+    if n < 2 or not _has_spread(sd):
+        return out
+    se = sd * math.sqrt(1.0 / n + test_train_ratio)
+    t = out["diff_mean"] / se
+    out["p_value"] = float(2 * stats.t.sf(abs(t), n - 1))
+    t_crit = float(stats.t.ppf(1 - alpha / 2, n - 1))
+    out["diff_ci_low"] = out["diff_mean"] - t_crit * se
+    out["diff_ci_high"] = out["diff_mean"] + t_crit * se
+    return out
+
+
 def _has_spread(sd: float) -> bool:
     return sd > 1e-12  # float noise of equal differences is ~1e-16
 
@@ -119,7 +174,13 @@ def _effect_size(n: int, alpha: float, power: float) -> float:
 
 
 def detectable_difference(
-    n: int, sd: float, comparisons: int = 1, *, alpha: float = ALPHA, power: float = POWER
+    n: int,
+    sd: float,
+    comparisons: int = 1,
+    *,
+    alpha: float = ALPHA,
+    power: float = POWER,
+    test_train_ratio: float | None = None,
 ) -> float:
     """The smallest true mean difference detected with `power` by n pairs with spread `sd`.
 
@@ -130,13 +191,16 @@ def detectable_difference(
             strictest threshold. Defaults to 1.
         alpha: The family-wise level. Defaults to 0.05.
         power: The probability of detecting a difference of that size. Defaults to 0.8.
+        test_train_ratio: For cross-validated pairs (`corrected_paired`): the spread of the
+            mean is inflated by `sqrt(1 + n * test_train_ratio)`. Defaults to `None` (seeds).
 
     Returns:
         The difference (same units as `sd`), or NaN with fewer than 2 pairs or no spread.
     """
     if n < 2 or not _has_spread(sd) or comparisons < 1:
         return _NAN
-    return _effect_size(int(n), alpha / comparisons, power) * float(sd)
+    inflation = math.sqrt(1 + n * test_train_ratio) if test_train_ratio else 1.0
+    return _effect_size(int(n), alpha / comparisons, power) * float(sd) * inflation
 
 
 def _verdict(n: int, p_adjusted: float, low: float, high: float, alpha: float) -> str:
@@ -150,12 +214,21 @@ def _verdict(n: int, p_adjusted: float, low: float, high: float, alpha: float) -
     return "no detectable difference"
 
 
-def compare(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], *, alpha: float = ALPHA):
+def compare(
+    pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
+    *,
+    alpha: float = ALPHA,
+    test_train_ratio: float | None = None,
+):
     """Every comparison of a run at once: `paired`, then Holm, detectable differences, verdicts.
 
     Args:
-        pairs: One `(attention scores, twin scores)` per comparison, paired by seed.
+        pairs: One `(attention scores, twin scores)` per comparison, paired by seed (or by
+            fold and repetition, with `test_train_ratio`).
         alpha: The family-wise level. Defaults to 0.05.
+        test_train_ratio: The pairs come from cross-validation folds with this ratio of test
+            to training examples: the corrected resampled t-test (`corrected_paired`) replaces
+            the paired t-test. Defaults to `None` (seeds on one split).
 
     Returns:
         One dict per comparison: `paired`'s keys plus `p_adjusted`, `detectable_diff`,
@@ -167,14 +240,19 @@ def compare(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], *, alpha: 
     >>> rows[0]["verdict"], round(rows[0]["diff_mean"], 3)
     ('attention better', 0.1)
     """
-    rows = [paired(a, b, alpha=alpha) for a, b in pairs]
+    if test_train_ratio is None:
+        rows = [paired(a, b, alpha=alpha) for a, b in pairs]
+    else:
+        rows = [corrected_paired(a, b, test_train_ratio, alpha=alpha) for a, b in pairs]
     # The family: comparisons with at least 2 pairs and a spread (the others cannot be tested).
     testable = [r["n"] >= 2 and _has_spread(r["diff_std"]) for r in rows]
     adjusted = holm([r["p_value"] if ok else _NAN for r, ok in zip(rows, testable, strict=True)])
     m = sum(testable)
     for row, p_adj in zip(rows, adjusted, strict=True):
         row["p_adjusted"] = p_adj
-        row["detectable_diff"] = detectable_difference(row["n"], row["diff_std"], m, alpha=alpha)
+        row["detectable_diff"] = detectable_difference(
+            row["n"], row["diff_std"], m, alpha=alpha, test_train_ratio=test_train_ratio
+        )
         row["verdict"] = _verdict(row["n"], p_adj, row["diff_ci_low"], row["diff_ci_high"], alpha)
     return rows
 

@@ -171,3 +171,60 @@ def test_a_planted_effect_of_the_detectable_size_is_found_at_the_promised_power(
     assert 0.75 <= found <= 0.88, found
     # The same effect against the other direction is never called a baseline win.
     assert not any(rows[0]["verdict"] == "baseline better" for rows in runs)
+
+
+# --------------------------------------------------------- cross-validation (Nadeau & Bengio)
+# Repeated k-fold: the folds' training sets overlap, so their differences share a component.
+# Nadeau and Bengio model it as a correlation rho = n_test / (n_test + n_train) between any two
+# folds' differences; drawn that way, the corrected test is exact and the plain one is not.
+_K, _REPS = 5, 2
+
+
+def _cv_differences(rng, effect):
+    ratio = 1 / (_K - 1)
+    rho = ratio / (1 + ratio)
+    n = _K * _REPS
+    return effect + _SIGMA * (
+        math.sqrt(rho) * rng.normal() + math.sqrt(1 - rho) * rng.normal(size=n)
+    )
+
+
+def test_corrected_resampled_t_test_keeps_five_percent_where_the_paired_one_does_not():
+    rng = np.random.default_rng(3)
+    ratio = 1 / (_K - 1)
+    corrected, plain = [], []
+    for _ in range(_RUNS):
+        d = _cv_differences(rng, 0.0)
+        zeros = np.zeros_like(d)
+        corrected.append(stats.corrected_paired(d, zeros, ratio)["p_value"] < 0.05)
+        plain.append(stats.paired(d, zeros)["p_value"] < 0.05)
+    margin = 2 * math.sqrt(0.05 * 0.95 / _RUNS)
+    assert abs(np.mean(corrected) - 0.05) <= margin, np.mean(corrected)
+    assert np.mean(plain) > 0.15, np.mean(plain)  # the uncorrected test: false findings
+
+
+def test_corrected_test_is_what_compare_uses_with_folds_and_its_interval_is_wider():
+    d = np.array([0.02, 0.05, 0.01, 0.04, 0.03, 0.02, 0.06, 0.0, 0.03, 0.04])
+    zeros = np.zeros_like(d)
+    ratio = 0.25
+    row = stats.compare([(d, zeros)], test_train_ratio=ratio)[0]
+    want = stats.corrected_paired(d, zeros, ratio)
+    sd = float(d.std(ddof=1))
+    t = d.mean() / (sd * math.sqrt(1 / len(d) + ratio))
+    from scipy import stats as scipy_stats
+
+    assert row["p_value"] == pytest.approx(2 * scipy_stats.t.sf(t, len(d) - 1))
+    assert row["p_value"] == want["p_value"] > stats.paired(d, zeros)["p_value"]
+    plain = stats.compare([(d, zeros)])[0]
+    assert row["diff_ci_high"] - row["diff_ci_low"] > plain["diff_ci_high"] - plain["diff_ci_low"]
+    assert row["detectable_diff"] == pytest.approx(
+        plain["detectable_diff"] * math.sqrt(1 + len(d) * ratio)
+    )
+
+
+def test_corrected_paired_rejects_a_bad_ratio():
+    with pytest.raises(ValueError) as info:
+        stats.corrected_paired([0.1, 0.2], [0.0, 0.1], -1.0)
+    assert str(info.value) == (
+        "`test_train_ratio` must be a finite number >= 0. Received: test_train_ratio=-1.0"
+    )
