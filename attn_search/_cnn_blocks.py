@@ -103,6 +103,17 @@ def matched_block(x, spec: dict, name: str):
 # -- the model -------------------------------------------------------------------------------
 
 
+def augmentation(x, augment: str):
+    """`training.augment`'s preprocessing layers (identity at inference)."""
+    if augment in ("flip", "both"):
+        x = keras.layers.RandomFlip("horizontal", name="augment_flip")(x)
+    if augment in ("translate", "both"):
+        x = keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", name="augment_translate")(
+            x
+        )
+    return x
+
+
 def insert_layers(x, placement: int, family: str, layers: list[dict]):
     """Applies the plan's attention (or matched) layers at `placement` to `x`."""
     from attn_search.layers import SelfAttentionConv2D

@@ -40,9 +40,10 @@ COMPARISON_COLUMNS = (
     "p_adjusted",
     "detectable_diff",
     "verdict",
+    "undertrained",
 )
 _INTS = ("finalist", "trial_id", "trials", "complete", "repeats", "pairs")
-_TEXT = ("section", "family", "placement", "verdict")
+_TEXT = ("section", "family", "placement", "verdict", "undertrained")
 
 
 def comparison_frame(
@@ -61,9 +62,11 @@ def comparison_frame(
     Returns:
         A DataFrame with `COMPARISON_COLUMNS`. `section` is `"family"` (every trial of a
         family), `"placement"` (per family and placement) or `"finalist"` (test accuracy over
-        the repeats). A finalist's twin row compares attention with that twin over the seeds
-        both finished (`pairs`): `diff_*`, `p_value`, `p_adjusted` (Holm, over every twin row
-        of the run), `detectable_diff` and `verdict`, as `attn_search.stats.compare` defines.
+        the repeats; `undertrained`: a fit of it, or for a twin of attention, was still
+        improving when its epochs ran out). A finalist's twin row compares attention with
+        that twin over the seeds both finished (`pairs`): `diff_*`, `p_value`, `p_adjusted`
+        (Holm, over every twin row of the run), `detectable_diff` and `verdict`, as
+        `attn_search.stats.compare` defines.
     """
     import pandas as pd
 
@@ -89,6 +92,7 @@ def comparison_frame(
                     "repeats": int(len(acc)),
                     "test_accuracy_mean": float(acc.mean()) if len(acc) else math.nan,
                     "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan,
+                    "undertrained": _improving(fin, fam),
                 }
                 if fam != "attention":
                     twin = part.set_index("seed")["test_accuracy"]
@@ -100,6 +104,14 @@ def comparison_frame(
     ):
         row.update({("pairs" if k == "n" else k): v for k, v in result.items()})
     return _typed(pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)))
+
+
+def _improving(fits: pd.DataFrame, family: str) -> bool:
+    """Whether a fit of `family` (and, for a twin, of attention) was still improving."""
+    if "still_improving" not in fits.columns:
+        return False
+    part = fits[fits["family"].isin({family, "attention"})]
+    return bool(part["still_improving"].fillna(False).astype(bool).any())
 
 
 def _search_rows(lb: pd.DataFrame, order: dict[str, int]) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ import keras_tuner
 # _attention_params: the matched block's target, also imported from here by the tests.
 from attn_search._cnn_blocks import attention_params as _attention_params  # noqa: F401
 from attn_search._cnn_blocks import (
+    augmentation,
     classifier_head,
     conv_block,
     insert_layers,
@@ -160,7 +161,13 @@ class AttentionCNN(keras_tuner.HyperModel):
       `attention/{i}/placement` with several layers), `attention/{i}/num_heads`,
       `attention/{i}/filters` (at placement 0 only), and for the "attention" family
       `attention/{i}/activation`, `attention/{i}/gamma`, `attention/{i}/kv_pool`;
-    - `train/optimizer`, `train/learning_rate`, `train/batch_size`, `train/epochs`.
+    - `train/optimizer`, `train/learning_rate`, `train/batch_size`, `train/epochs`, and
+      `train/augment` when the space augments.
+
+    Augmentation (`training.augment`: "flip", "translate" or "both") is a Keras preprocessing
+    layer right after the input, named `augment_flip` / `augment_translate`: active in
+    training only (inference passes images through unchanged) and built the same way for
+    every family, so attention and its twins see the same augmentation.
 
     Fixed values of the space are registered with `hp.Fixed`, so `hp.values` shows the whole
     configuration. Placement 0 puts attention first in the model; placement k puts it after
@@ -286,7 +293,8 @@ class AttentionCNN(keras_tuner.HyperModel):
         bb, family, layers = plan["backbone"], plan["family"], plan["layers"]
         min_res = self.space.backbone["min_resolution"].value
         inputs = keras.Input(shape=self.input_shape, name="image")
-        x = insert_layers(inputs, 0, family, layers)
+        x = augmentation(inputs, plan["train"].get("augment", "none"))
+        x = insert_layers(x, 0, family, layers)
         size = self.input_shape[:2]
         for k in range(1, bb["blocks"] + 1):
             x, size = conv_block(x, bb, k, size, min_res)

@@ -57,6 +57,7 @@ LEADERBOARD_COLUMNS = (
     "twin_of",
     "engine",
     "error",
+    "still_improving",
 )
 _HEAD = LEADERBOARD_COLUMNS[:9]  # before gamma_* and the hyperparameters
 _TAIL = LEADERBOARD_COLUMNS[9:]
@@ -96,6 +97,7 @@ def records_to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "twin_of": rec.get("twin_of"),
             "engine": rec.get("engine"),
             "error": rec.get("error") or "",
+            "still_improving": rec.get("still_improving"),
         }
         gammas = rec.get("gammas") or []
         n_gamma = max(n_gamma, len(gammas))

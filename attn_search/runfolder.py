@@ -103,6 +103,7 @@ RUN_SCHEMA = {
     "best_model": "file, trial_id, family, best_val_accuracy",
     "finalist_fits": "the number of finalist fits recorded",
     "verdict": "the answer in words: one sentence per finalist and baseline twin",
+    "warnings": "what the run warned about at its end (e.g. undertrained models)",
     "error": "the error of a failed run",
     "workers": "--workers N's run folder only: each worker's folder, exit_code and status",
 }

@@ -31,7 +31,15 @@ from typing import Any
 from attn_search._space_params import Checker, Param, Rule, number_text, value_text
 from attn_search.errors import SearchSpaceError
 
-__all__ = ["Param", "SearchSpace", "load_space", "list_spaces", "FAMILIES", "BASELINES"]
+__all__ = [
+    "AUGMENTATIONS",
+    "BASELINES",
+    "FAMILIES",
+    "Param",
+    "SearchSpace",
+    "list_spaces",
+    "load_space",
+]
 
 FAMILIES = ("attention", "plain", "matched")
 BASELINES = ("plain", "matched")
@@ -39,6 +47,9 @@ _ACTIVATIONS = (
     "linear", "relu", "tanh", "sigmoid", "gelu", "swish", "silu", "elu", "selu", "softplus",
     "leaky_relu",
 )  # fmt: skip
+#: `training.augment`'s values: random horizontal flips, random shifts (up to 10% of each side),
+#: both, or none. Keras preprocessing layers at the model's input, active in training only.
+AUGMENTATIONS = ("none", "flip", "translate", "both")
 _SECTIONS = ("name", "description", "backbone", "head", "attention", "baselines", "training")
 
 
@@ -59,7 +70,9 @@ class SearchSpace:
             `max_layers` and `auto_kv_pool` (fixed).
         baselines: The baseline families searched beside attention, among "plain", "matched".
         baseline_share: Fraction of the search's trials given to the baselines.
-        training: `Param`s: optimizer, learning_rate, batch_size, epochs.
+        training: `Param`s: optimizer, learning_rate, batch_size, epochs, and augment unless
+            it is fixed to "none" (left out then, so a space without augmentation reads, and
+            samples, exactly as before the key existed).
         early_stopping: `{"monitor", "patience", "min_delta"}`, or `None` for no early stopping.
 
     Example:
@@ -148,6 +161,7 @@ _SCHEMA: dict[str, dict[str, Rule]] = {
         "learning_rate": Rule("float", {"min": 0.001, "max": 0.01, "sampling": "log"}, lo=0.0),
         "batch_size": Rule("int", [32, 64], lo=1),
         "epochs": Rule("int", 6, lo=1),
+        "augment": Rule("str", "none", options=AUGMENTATIONS),
     },
 }
 _EARLY_STOPPING = {"monitor": "val_loss", "patience": 2, "min_delta": 0.0}
@@ -179,6 +193,9 @@ def _validate(raw: Any, source: str, default_name: str) -> SearchSpace:
             key: check.param(given.get(key, rule.default), f"{section}.{key}", rule)
             for key, rule in rules.items()
         }
+    augment = sections["training"]["augment"]
+    if augment.kind == "fixed" and augment.value == "none":
+        del sections["training"]["augment"]
 
     early = _early_stopping(check, (raw.get("training") or {}).get("early_stopping", True))
     baselines, share = _baselines(check, raw.get("baselines"))

@@ -41,6 +41,7 @@ from attn_search.formatting import as_float
 __all__ = [
     "ALPHA",
     "POWER",
+    "UNDERTRAINED_NOTE",
     "VERDICTS",
     "compare",
     "corrected_paired",
@@ -276,8 +277,21 @@ def _where(placement: Any) -> str:
     return f"Attention after {word} {' and '.join(blocks)}"
 
 
+#: Appended to a verdict sentence whose row is `undertrained`.
+UNDERTRAINED_NOTE = (
+    "Caution: models compared here were still improving when their epochs ran out, so this "
+    "compares undertrained models; train longer with `--epochs`."
+)
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1", "1.0")
+
+
 def sentence(row: Mapping[str, Any]) -> str:
     """The verdict of one comparison (a finalist twin row of comparison.csv) in one sentence.
+
+    A row marked `undertrained` gets `UNDERTRAINED_NOTE` after it.
 
     Example:
 
@@ -290,6 +304,12 @@ def sentence(row: Mapping[str, Any]) -> str:
     Finalist 1 (trial #4). Attention after block 2 vs the same network without it: +1.8
     points [+0.9, +2.7], 5 seeds, adjusted p = 0.004: attention better.
     """
+    text = _sentence(row)
+    return f"{text} {UNDERTRAINED_NOTE}" if _flag(row.get("undertrained")) else text
+
+
+def _sentence(row: Mapping[str, Any]) -> str:
+    """The sentence before any note."""
     family = str(row.get("family"))
     head = (
         f"Finalist {row.get('finalist')} (trial #{row.get('trial_id')}). "

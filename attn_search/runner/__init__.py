@@ -207,6 +207,7 @@ def _finish(run: Run, status: str, timings: dict, t_start: float, state: dict, *
             verdict = verdict_sentences(comparison)
     except Exception:  # noqa: BLE001 - never hide the original error behind this one
         fits = []
+    warnings = _warnings(run, records, fits)
     counts: dict[str, int] = {}
     for r in records:
         counts[r.get("status", "failed")] = counts.get(r.get("status", "failed"), 0) + 1
@@ -223,10 +224,21 @@ def _finish(run: Run, status: str, timings: dict, t_start: float, state: dict, *
         ),
         finalist_fits=len(fits),
         verdict=verdict,
+        warnings=warnings,
         **extra,
     )
     run.engine.close()
     return board, comparison
+
+
+def _warnings(run: Run, records: list[dict[str, Any]], fits: list[dict[str, Any]]) -> list[str]:
+    """What the run warns about at its end (printed, and kept in run.json)."""
+    from attn_search.runner._undertraining import undertraining_warning
+
+    found = [undertraining_warning(records, fits)]
+    for text in filter(None, found):
+        run.progress.note(text)
+    return [text for text in found if text]
 
 
 def _write_report(run: Run) -> None:

@@ -45,6 +45,25 @@ _CACHE_HELP = (
 )
 _KEEP_CACHE_HELP = "--cache, and keep RUN_DIR/cache/ after the run (a --resume reads it again)"
 
+# Declared here, not in the class, to keep RunConfig within the size limit.
+_EPOCHS = _field(
+    None,
+    "budget",
+    "train every trial and finalist N epochs (early stopping may end one sooner), whatever the "
+    "space says; --max-epochs only caps them",
+    kind="positive_int",
+    metavar="N",
+)
+_CV = _field(
+    None,
+    "budget",
+    "compare the finalists by K-fold cross-validation repeated over the seeds (0: on the "
+    "held-out test split). Defaults to automatic: 5 below "
+    "1,000 examples, else 0",
+    kind="non_negative_int",
+    metavar="K",
+)
+
 
 @dataclasses.dataclass
 class RunConfig:
@@ -53,8 +72,8 @@ class RunConfig:
     Args:
         dataset: A built-in dataset name, a folder of images, an .npz file (see
             `attn_search.load_dataset`), or a `Dataset`. Defaults to `"digits"`.
-        space: A shipped search space name, a YAML path, a dict or a `SearchSpace`.
-            Defaults to `"default"`.
+        space: `"auto"` (resolved from the dataset: `attn_search.space_auto`), a shipped
+            space's name, a YAML path, a dict or a `SearchSpace`. Defaults to `"auto"`.
         engine: `"optuna"` or `"keras-tuner"`, or an `Engine`. Defaults to `"optuna"`.
         tuner: KerasTuner's search: `"random"`, `"bayesian"`, `"hyperband"` or `"grid"`.
             Defaults to `"random"`.
@@ -65,6 +84,10 @@ class RunConfig:
         trials: Number of search trials, baselines included. Defaults to 10.
         max_epochs: Cap on the epochs of any one fit. Defaults to `None` (the space's
             `training.epochs`).
+        epochs: Epochs of every trial and finalist fit, whatever the space says (early stopping
+            may still end a fit sooner). Defaults to `None` (the space's `training.epochs`).
+        cv: Folds of the finalists' repeated stratified k-fold cross-validation; 0 compares
+            them on the held-out test split. Defaults to `None` (automatic: by dataset size).
         time_budget: Seconds after which no new search trial starts (the finalists still
             run). Defaults to `None` (no limit).
         seed: Seed of the data split, the engine's sampler and every model. Defaults to 0.
@@ -103,9 +126,10 @@ class RunConfig:
         "a built-in name (see 'attn-search datasets'), a folder of images or an .npz file",
     )
     space: Any = _field(
-        "default",
+        "auto",
         "what to search",
-        "a shipped search space (see 'attn-search spaces') or a YAML path",
+        "'auto' (made for the dataset: 'attn-search spaces --resolve DATASET' shows it), a "
+        "shipped search space (see 'attn-search spaces') or a YAML path",
     )
     engine: Any = _field("optuna", "how to search", "the search engine", kind="engine")
     tuner: str = _field("random", "how to search", "", kind="engine_option")
@@ -115,6 +139,8 @@ class RunConfig:
     max_epochs: int | None = _field(
         None, "budget", "cap on training epochs per trial", kind="positive_int"
     )
+    epochs: int | None = _EPOCHS
+    cv: int | None = _CV
     time_budget: float | None = _field(
         None,
         "budget",
@@ -235,9 +261,11 @@ class RunConfig:
         """
         self.validate()
         from attn_search.datasets import check_spec
+        from attn_search.space_auto import is_auto
         from attn_search.spaces import load_space
 
-        load_space(self.space)
+        if not is_auto(self.space):
+            load_space(self.space)
         if isinstance(self.dataset, (str, os.PathLike)):
             check_spec(self.dataset)
 

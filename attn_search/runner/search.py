@@ -15,6 +15,7 @@ from attn_search.engines.base import EngineTrial, worker_id
 from attn_search.errors import AttnSearchError
 from attn_search.runfolder import now
 from attn_search.runner import planning
+from attn_search.runner._undertraining import still_improving
 from attn_search.runner.progress import error_text
 from attn_search.runner.setup import Run
 
@@ -186,6 +187,11 @@ def run_trial(run: Run, trial: EngineTrial, records: list[dict[str, Any]]) -> di
         )
         record["hp"] = trial.hp_values(hp)
         _measured(record, hypermodel.describe(hp, model), result, plan.family)
+        record["still_improving"] = still_improving(
+            result.history.get("val_accuracy", []),
+            epochs=epochs,
+            num_classes=run.data.info.num_classes,
+        )
         if record["status"] == "complete":
             _maybe_save_best(run, model, record, records)
     except KeyboardInterrupt:

@@ -81,9 +81,11 @@ def open_run(config: RunConfig, progress: Progress) -> Run:
     """
     from attn_search.datasets import load_dataset
     from attn_search.hypermodels import AttentionCNN
+    from attn_search.space_auto import is_auto, resolve_space, space_summary
     from attn_search.spaces import load_space
 
-    space = load_space(config.space)
+    if not is_auto(config.space):
+        space = load_space(config.space)
     image_size = config.image_size_pair()
     data = load_dataset(
         config.dataset,
@@ -92,6 +94,13 @@ def open_run(config: RunConfig, progress: Progress) -> Run:
         seed=config.seed,
         skip_corrupt=bool(config.skip_corrupt),
     )
+    if is_auto(config.space):
+        space = resolve_space(data.info, memory_budget_mb=config.memory_budget_mb)
+    if config.epochs is not None:  # every trial and finalist trains this many epochs
+        plain = space.to_dict()
+        space = load_space({**plain, "training": {**plain["training"], "epochs": config.epochs}})
+    if is_auto(config.space):
+        progress.note(f"Space: {space_summary(space)}")
     engine = _engine(config)
     baselines = tuple(f for f in space.families if f != "attention") or ("plain",)
     seeds = finalist_seeds(config.seed, config.repeats)
@@ -116,7 +125,9 @@ def open_run(config: RunConfig, progress: Progress) -> Run:
         trials=config.trials,
         seed=config.seed,
         # The most epochs a trial can train: the resource of Hyperband-style searches.
-        max_epochs=config.max_epochs or (int(epochs.highest()) if epochs is not None else None),
+        max_epochs=config.epochs
+        or config.max_epochs
+        or (int(epochs.highest()) if epochs is not None else None),
         overwrite=config.overwrite,  # a study in an external storage is deleted too
     )
     engine.join(_shared(resolved))
@@ -186,6 +197,7 @@ def _resolved(config, data, space, engine, baselines, seeds, image_size) -> dict
             "budget": {
                 "trials": config.trials,
                 "max_epochs": config.max_epochs,
+                "epochs": config.epochs,
                 "time_budget": config.time_budget,
                 "finalists": config.finalists,
                 "repeats": config.repeats,
