@@ -116,9 +116,10 @@ _DESCRIPTIONS = {
         "sub-folder per class) or an .npz file.",
     ),
     "spaces": (
-        "list the shipped search spaces",
+        "list the shipped search spaces, or show what --space auto resolves to",
         "List the search spaces shipped with attn-search. --space also accepts a path to your "
-        "own YAML file.",
+        "own YAML file. With --resolve DATASET, print the space that --space auto (the "
+        "default) makes for DATASET, as YAML to edit and pass back with --space FILE.",
     ),
 }
 
@@ -200,7 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     _inference_cli.add_commands(command)  # explain, predict
     _dashboard_cli.add_command(command)
     command("datasets", _cmd_datasets, *_DESCRIPTIONS["datasets"], run_dir=False)
-    command("spaces", _cmd_spaces, *_DESCRIPTIONS["spaces"], run_dir=False)
+    p = command("spaces", _cmd_spaces, *_DESCRIPTIONS["spaces"], run_dir=False)
+    p.add_argument(
+        "--resolve",
+        metavar="DATASET",
+        default=None,
+        help="print the space --space auto resolves for DATASET (a name, folder or .npz) as YAML",
+    )
     return parser
 
 
@@ -335,6 +342,12 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
     from attn_search.formatting import records_table
     from attn_search.spaces import list_spaces
 
+    if args.resolve is not None:
+        quiet_tensorflow(args)
+        from attn_search.space_auto import resolve_space, resolved_yaml
+
+        print(resolved_yaml(resolve_space(args.resolve), args.resolve), end="")
+        return EXIT_OK
     print(records_table(list_spaces(), ["name", "description", "path"]))
     return EXIT_OK
 

@@ -26,11 +26,12 @@ estimate is the guard's).
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from attn_search.spaces import SearchSpace, load_space
 
-__all__ = ["AUTO", "TARGET_STEPS", "is_auto", "resolve_space", "space_summary"]
+__all__ = ["AUTO", "TARGET_STEPS", "is_auto", "resolve_space", "resolved_yaml", "space_summary"]
 
 #: The space name that asks for a space resolved from the dataset.
 AUTO = "auto"
@@ -86,14 +87,25 @@ def _is_builtin_digits(info: Any) -> bool:
     return info.name == "digits" and str(info.source).startswith("sklearn")
 
 
-def resolve_space(info: Any, *, memory_budget_mb: float | None = None) -> SearchSpace:
+def resolve_space(
+    dataset: Any,
+    *,
+    memory_budget_mb: float | None = None,
+    image_size: tuple[int, int] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> SearchSpace:
     """The search space `--space auto` gives a dataset (the module docstring has the rules).
 
     Args:
-        info: The dataset's `DatasetInfo` (`Dataset.info`): `input_shape`, `num_classes`,
-            `sizes` (the `"train"` count drives epochs and batch sizes), `name`, `source`.
+        dataset: A dataset name, folder or .npz path (loaded with `load_dataset`), a
+            `Dataset`, or its `DatasetInfo` (`input_shape`, `num_classes`, `sizes`: the
+            `"train"` count drives epochs and batch sizes, `name`, `source`).
         memory_budget_mb: The attention maps' budget in MB. Defaults to `None`: the
             hypermodel's default (a quarter of physical memory).
+        image_size: `load_dataset`'s `image_size`, for a name or path. Defaults to `None`.
+        limit: `load_dataset`'s `limit`, for a name or path. Defaults to `None`.
+        seed: `load_dataset`'s `seed` (the split), for a name or path. Defaults to 0.
 
     Returns:
         A validated `SearchSpace` named `"auto"` (or the shipped `default` for the built-in
@@ -108,6 +120,7 @@ def resolve_space(info: Any, *, memory_budget_mb: float | None = None) -> Search
     >>> space.placements, space.training["augment"].value
     ((0, 1, 2, 3), 'both')
     """
+    info = _info(dataset, image_size=image_size, limit=limit, seed=seed)
     if _is_builtin_digits(info):
         return load_space("default")
     from attn_search._memory_guard import default_memory_budget_mb
@@ -145,6 +158,27 @@ def resolve_space(info: Any, *, memory_budget_mb: float | None = None) -> Search
     space = load_space(raw)
     summary = _summary(space, (height, width, channels), n_train, int(info.num_classes), photo)
     return load_space({**space.to_dict(), "description": summary})
+
+
+def _info(dataset: Any, **load: Any) -> Any:
+    if isinstance(dataset, (str, os.PathLike)):
+        from attn_search.datasets import load_dataset
+
+        dataset = load_dataset(dataset, **load)
+    return getattr(dataset, "info", dataset)
+
+
+def resolved_yaml(space: SearchSpace, dataset: Any) -> str:
+    """`space` as YAML to edit and pass back with `--space FILE`, with a header comment."""
+    import yaml
+
+    name = os.fspath(dataset) if isinstance(dataset, (str, os.PathLike)) else "the dataset"
+    header = (
+        f"# --space auto, resolved for {name}.\n"
+        f"# {space_summary(space)}\n"
+        "# Edit it and pass the file back: attn-search run --space FILE ...\n"
+    )
+    return header + yaml.safe_dump(space.to_dict(), sort_keys=False, width=100)
 
 
 def _values(param: Any) -> str:
