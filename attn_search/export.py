@@ -154,9 +154,18 @@ def _load_keras(path: pathlib.Path) -> Any:
 
 
 def _export_savedmodel(model: Any, path: pathlib.Path) -> None:
-    # model.export traces the forward pass into plain TensorFlow ops, so the SavedModel needs
-    # neither Keras nor attn_search to load: tf.saved_model.load(path).serve(x).
-    model.export(str(path), format="tf_saved_model", verbose=False)
+    import keras
+    import tensorflow as tf
+
+    # The forward pass traced into plain TensorFlow ops, so the SavedModel needs neither Keras
+    # nor attn_search to load: tf.saved_model.load(path).serve(x). `training=False` made
+    # explicit (`model.export` leaves it unset): Keras' augmentation layers default to
+    # training mode, which would put their random ops, and batch statistics, in the graph.
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="image")
+    archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[spec])
+    archive.write_out(str(path), verbose=False)
 
 
 def _export_tflite(model: Any, path: pathlib.Path) -> None:

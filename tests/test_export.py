@@ -241,3 +241,36 @@ def test_refuses_to_overwrite_the_best_model_itself(run_dir):
     assert str(info.value) == (
         f"`to` is the run's own best model; choose another path. Received: to='{to}'"
     )
+
+
+def test_augmentation_layers_leave_exports_as_at_inference(tmp_path):
+    """A model trained with augmentation (random flips and shifts) exports its inference pass:
+    the SavedModel and TFLite give Keras' predictions, with no random ops in their graphs."""
+    import warnings
+
+    import keras
+    import keras_tuner
+    import tensorflow as tf
+
+    from attn_search import AttentionCNN
+
+    keras.utils.set_random_seed(3)
+    space = {"training": {"augment": "both"}, "attention": {"placements": 1}}
+    model = AttentionCNN(space, (8, 8, 3), 3).build(keras_tuner.HyperParameters())
+    model.save(tmp_path / "best_model.keras")
+    x = np.random.default_rng(1).random((5, 8, 8, 3)).astype("float32")
+    want = model.predict(x, verbose=0)
+    saved = export_model(tmp_path, "savedmodel", tmp_path / "saved")
+    loaded = tf.saved_model.load(str(saved))
+    np.testing.assert_allclose(loaded.serve(x).numpy(), want, rtol=1e-5, atol=1e-6)
+    path = export_model(tmp_path, "tflite", tmp_path / "model.tflite")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -465,3 +465,32 @@ def test_from_space_and_with_family_keep_everything_else():
     hm = AttentionCNN("default", tuple(np.array([8, 8, 1])), np.int64(10))
     assert (hm.input_shape, hm.num_classes) == ((8, 8, 1), 10)
     assert type(hm.num_classes) is int
+
+
+# -- augmentation ---------------------------------------------------------------------------
+@pytest.mark.parametrize("augment", ["flip", "translate", "both"])
+def test_augmentation_is_the_same_for_every_family_and_identity_at_inference(augment):
+    space = {"training": {"augment": augment, "batch_size": 8}, "attention": {"placements": 1}}
+    names = {"flip": ["augment_flip"], "translate": ["augment_translate"]}
+    want = names.get(augment, ["augment_flip", "augment_translate"])
+    x = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
+    for family in ("attention", "plain", "matched"):
+        hp = kt.HyperParameters()
+        model = AttentionCNN(space, (8, 8, 1), 3, family=family).build(hp)
+        assert [layer.name for layer in model.layers[1 : 1 + len(want)]] == want, family
+        assert hp.values["train/augment"] == augment
+        first = model.layers[len(want)]
+        probe = keras.Model(model.inputs, first.output)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(probe(x, training=False)), x)
+        assert not np.allclose(keras.ops.convert_to_numpy(probe(np.tile(x, (8, 1, 1, 1)),
+                                                                training=True)),
+                               np.tile(x, (8, 1, 1, 1)))  # fmt: skip
+
+
+def test_no_augmentation_leaves_the_space_and_the_model_as_they_were():
+    assert load_space({"training": {"augment": "none"}}) == load_space({})
+    assert "augment" not in load_space("default").to_dict()["training"]
+    hp = kt.HyperParameters()
+    model = AttentionCNN("default", (8, 8, 1), 10).build(hp)
+    assert not any(layer.name.startswith("augment") for layer in model.layers)
+    assert "train/augment" not in hp.values
