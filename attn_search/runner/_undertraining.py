@@ -3,9 +3,11 @@
 A fit is *still improving* when it trained every epoch it was given (early stopping did not
 end it) and the last quarter of its epochs (at least one) raised its best validation accuracy
 by more than a tenth of everything it gained over chance (`1 / num_classes`) so far: its
-learning curve had not flattened. A 1-epoch fit that learned anything is still improving; a
-digits model at 6 epochs that gained 80 points over chance, 3 of them in its last 2 epochs, is
-not. The run warns when most complete search trials, or any finalist fit, were still
+learning curve had not flattened. A fit given fewer than 5 epochs that is still at chance had
+no time to start learning, and counts as still improving too (given 5 or more, it is a
+configuration that fails to learn, not one that needs more epochs). A 1-epoch fit is always
+still improving; a digits model at 6 epochs that gained 80 points over chance, 3 of them in
+its last 2 epochs, is not. The run warns when most complete search trials, or any finalist fit, were still
 improving, and the verdict sentences say the comparison is of undertrained models
 (`attn_search.stats.UNDERTRAINED_NOTE`, from comparison.csv's `undertrained` column).
 
@@ -22,6 +24,8 @@ __all__ = ["still_improving", "undertraining_warning"]
 
 #: The share of the gain over chance that the last quarter of the epochs may bring at most.
 _FLAT_SHARE = 0.1
+#: Fewer epochs than this, still at chance: too few to have started learning.
+_EPOCHS_TO_START = 5
 
 
 def still_improving(val_accuracy: Sequence[float], *, epochs: int, num_classes: int) -> bool:
@@ -39,7 +43,9 @@ def still_improving(val_accuracy: Sequence[float], *, epochs: int, num_classes: 
     window = max(1, math.ceil(len(values) / 4))
     before = max([chance, *values[:-window]])
     gained = max(values) - chance
-    return gained > 0 and max(values[-window:]) - before > _FLAT_SHARE * gained
+    if gained <= 0:
+        return epochs < _EPOCHS_TO_START
+    return max(values[-window:]) - before > _FLAT_SHARE * gained
 
 
 def undertraining_warning(
