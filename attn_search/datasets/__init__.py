@@ -27,16 +27,19 @@ The package imports TensorFlow only inside the functions that build pipelines, s
 - ``_folders``: folders of images, in memory or streamed from disk (decoded natively or by PIL);
 - ``_cache``: a streamed dataset's decoded images kept on disk (`Dataset.cached`);
 - ``_synthetic``: the synthetic tasks and their table of parameters;
-- ``_control``: ``lookup``, the positive control.
+- ``_control``: ``lookup``, the positive control;
+- ``_folds``: `CrossValidation`, repeated stratified k-fold over the whole dataset.
 """
 
 from attn_search.datasets._control import make_lookup
 from attn_search.datasets._dataset import SPLITS, Dataset, DatasetInfo
 from attn_search.datasets._folders import DEFAULT_IN_MEMORY_LIMIT_MB, IMAGE_EXTENSIONS
+from attn_search.datasets._folds import CrossValidation
 from attn_search.datasets._spec import available, check_spec, load_dataset
 from attn_search.datasets._synthetic import make_pathfinder, make_same_different
 
 __all__ = [
+    "CrossValidation",
     "DEFAULT_IN_MEMORY_LIMIT_MB",
     "IMAGE_EXTENSIONS",
     "SPLITS",
