@@ -41,9 +41,13 @@ COMPARISON_COLUMNS = (
     "detectable_diff",
     "verdict",
     "undertrained",
+    "test",
 )
 _INTS = ("finalist", "trial_id", "trials", "complete", "repeats", "pairs")
-_TEXT = ("section", "family", "placement", "verdict", "undertrained")
+_TEXT = ("section", "family", "placement", "verdict", "undertrained", "test")
+#: comparison.csv's `test`: how a twin row's p-value was computed.
+PAIRED_TEST = "paired t"
+CV_TEST = "corrected resampled t"
 
 
 def comparison_frame(
@@ -66,7 +70,9 @@ def comparison_frame(
         improving when its epochs ran out). A finalist's twin row compares attention with
         that twin over the seeds both finished (`pairs`): `diff_*`, `p_value`, `p_adjusted`
         (Holm, over every twin row of the run), `detectable_diff` and `verdict`, as
-        `attn_search.stats.compare` defines.
+        `attn_search.stats.compare` defines; `test` says which: the paired t-test over seeds,
+        or, when the fits are cross-validation folds (a `fold` and `test_train_ratio` each),
+        pairs by seed and fold and the corrected resampled t-test.
     """
     import pandas as pd
 
@@ -75,10 +81,14 @@ def comparison_frame(
     rows += _search_rows(leaderboard, order)
     runs = pd.DataFrame(list(finalist_runs))
     twins: list[tuple[dict[str, Any], Any, Any]] = []
+    ratio = _test_train_ratio(runs)
+    # A fit is paired by its seed, and with cross-validation by its seed (the repetition) and
+    # fold: attention and its twins were trained and tested on the same fold.
+    pair_on = ["seed", "fold"] if ratio is not None else ["seed"]
     if len(runs):
         runs["test_accuracy"] = pd.to_numeric(runs["test_accuracy"], errors="coerce")
         for (rank, trial_id), fin in runs.groupby(["finalist", "trial_id"], sort=True):
-            att = fin[fin["family"] == "attention"].set_index("seed")["test_accuracy"]
+            att = fin[fin["family"] == "attention"].set_index(pair_on)["test_accuracy"]
             fams = sorted(fin["family"].unique(), key=lambda f: (order.get(f, 99), f))
             for fam in fams:
                 part = fin[fin["family"] == fam]
@@ -95,15 +105,27 @@ def comparison_frame(
                     "undertrained": _improving(fin, fam),
                 }
                 if fam != "attention":
-                    twin = part.set_index("seed")["test_accuracy"]
+                    twin = part.set_index(pair_on)["test_accuracy"]
                     both = pd.concat([att, twin], axis=1, keys=["a", "t"]).dropna()
                     twins.append((row, both["a"].to_numpy(), both["t"].to_numpy()))
                 rows.append(row)
-    for (row, _, _), result in zip(
-        twins, stats.compare([(a, t) for _, a, t in twins]), strict=True
-    ):
+    results = stats.compare([(a, t) for _, a, t in twins], test_train_ratio=ratio)
+    for (row, _, _), result in zip(twins, results, strict=True):
         row.update({("pairs" if k == "n" else k): v for k, v in result.items()})
+        row["test"] = PAIRED_TEST if ratio is None else CV_TEST
     return _typed(pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)))
+
+
+def _test_train_ratio(runs: pd.DataFrame) -> float | None:
+    """The fits' mean test/train ratio when they are cross-validation folds, else `None`."""
+    if not len(runs) or "fold" not in runs.columns or runs["fold"].isna().all():
+        return None
+    import pandas as pd
+
+    if "test_train_ratio" not in runs.columns:
+        return None
+    ratio = pd.to_numeric(runs["test_train_ratio"], errors="coerce").dropna()
+    return float(ratio.mean()) if len(ratio) else None
 
 
 def _improving(fits: pd.DataFrame, family: str) -> bool:

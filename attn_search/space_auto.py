@@ -31,7 +31,17 @@ from typing import Any
 
 from attn_search.spaces import SearchSpace, load_space
 
-__all__ = ["AUTO", "TARGET_STEPS", "is_auto", "resolve_space", "resolved_yaml", "space_summary"]
+__all__ = [
+    "AUTO",
+    "CV_FOLDS",
+    "CV_THRESHOLD",
+    "TARGET_STEPS",
+    "is_auto",
+    "resolve_cv",
+    "resolve_space",
+    "resolved_yaml",
+    "space_summary",
+]
 
 #: The space name that asks for a space resolved from the dataset.
 AUTO = "auto"
@@ -42,6 +52,35 @@ _MAX_MAP = (32 * 32) ** 2  # query x key positions of one map
 _MIN_RESOLUTION = 4
 _POOLS = (1, 2, 4)
 _MAX_HEADS = 2
+
+
+#: Below this many examples, `cv=None` (automatic) compares the finalists by cross-validation:
+#: the held-out test split (15%) then holds fewer than 150 images, so one image moves a test
+#: accuracy by more than 0.67 points, and the differences a verdict must resolve (1 to 3 points)
+#: are a few images, which seeds cannot average away (they all see the same test images).
+CV_THRESHOLD = 1000
+#: Folds of the automatic cross-validation.
+CV_FOLDS = 5
+
+
+def resolve_cv(cv: int | None, info: Any, repeats: int) -> tuple[int, int]:
+    """`(k, repetitions)` of the finalists' cross-validation; `(0, 0)` for a held-out split.
+
+    Args:
+        cv: `RunConfig.cv`: `None` (automatic: `CV_FOLDS` folds below `CV_THRESHOLD`
+            examples, except for the built-in `digits`, which keeps its quick held-out run),
+            0 (held out) or the folds.
+        info: The dataset's `DatasetInfo`.
+        repeats: `RunConfig.repeats`: the fits per family; with k folds they are
+            `ceil(repeats / k)` repetitions of the k folds (every image tested once in each).
+    """
+    if cv is None:
+        n = sum(dict(info.sizes).values())
+        small = n < CV_THRESHOLD and not info.streaming and not _is_builtin_digits(info)
+        cv = CV_FOLDS if small else 0
+    if not cv:
+        return 0, 0
+    return int(cv), max(1, math.ceil(repeats / int(cv)))
 
 
 def is_auto(space: Any) -> bool:

@@ -331,7 +331,9 @@ def _sentence(row: Mapping[str, Any]) -> str:
     p_adj = as_float(row.get("p_adjusted"))
     interval = f" [{_points(low)}, {_points(high)}]" if not math.isnan(low) else ""
     p_text = f"adjusted p = {p_adj:.3g}" if not math.isnan(p_adj) else "no spread between seeds"
-    text = f"{head}{_points(mean)} points{interval}, {n} seeds, {p_text}: {verdict}"
+    # Cross-validated pairs are folds (comparison.csv's `test` names the corrected test).
+    unit = "folds" if str(row.get("test", "")).startswith("corrected") else "seeds"
+    text = f"{head}{_points(mean)} points{interval}, {n} {unit}, {p_text}: {verdict}"
     if verdict == "no detectable difference":
         detectable = as_float(row.get("detectable_diff"))
         if not math.isnan(detectable):

@@ -7,8 +7,8 @@ learning curve had not flattened. A fit given fewer than 5 epochs that is still 
 no time to start learning, and counts as still improving too (given 5 or more, it is a
 configuration that fails to learn, not one that needs more epochs). A 1-epoch fit is always
 still improving; a digits model at 6 epochs that gained 80 points over chance, 3 of them in
-its last 2 epochs, is not. The run warns when most complete search trials, or any finalist fit, were still
-improving, and the verdict sentences say the comparison is of undertrained models
+its last 2 epochs, is not. The run warns when most complete search trials, or any finalist
+fit, were still improving, and the verdict sentences say the comparison is of undertrained models
 (`attn_search.stats.UNDERTRAINED_NOTE`, from comparison.csv's `undertrained` column).
 
 Pure functions: no TensorFlow, no I/O.

@@ -39,6 +39,7 @@ class Run:
         log: run.json for this process.
         resumed: Whether the run continues an earlier one.
         progress: The observer of the run's events.
+        cv: The finalists' `CrossValidation` folds, or `None` (a held-out test split).
     """
 
     config: RunConfig
@@ -52,6 +53,7 @@ class Run:
     log: RunLog
     resumed: bool
     progress: Progress
+    cv: Any = None
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -104,7 +106,9 @@ def open_run(config: RunConfig, progress: Progress) -> Run:
     engine = _engine(config)
     baselines = tuple(f for f in space.families if f != "attention") or ("plain",)
     seeds = finalist_seeds(config.seed, config.repeats)
+    cv = _cross_validation(config, data)
     resolved = _resolved(config, data, space, engine, baselines, seeds, image_size)
+    resolved["cv"] = _cv_section(cv)
     folder, resumed = _folder(config, resolved, data.info.name)
     log = RunLog(folder, resumed=resumed)
     if config.cache or config.keep_cache:
@@ -143,9 +147,33 @@ def open_run(config: RunConfig, progress: Progress) -> Run:
         log=log,
         resumed=resumed,
         progress=progress,
+        cv=cv,
     )
     log.write("running")
     return run
+
+
+def _cross_validation(config: RunConfig, data: Any) -> Any:
+    """The finalists' folds (`--cv`, automatic by dataset size), or `None`."""
+    from attn_search.datasets import CrossValidation
+    from attn_search.space_auto import resolve_cv
+
+    k, repetitions = resolve_cv(config.cv, data.info, config.repeats)
+    if not (k and config.finalists):
+        return None
+    return CrossValidation(data, k, repetitions, config.seed)
+
+
+def _cv_section(cv: Any) -> dict[str, Any]:
+    if cv is None:
+        return {"k": 0, "evaluation": "held-out test split"}
+    return {
+        "k": cv.k,
+        "repetitions": cv.repetitions,
+        "seed": cv.seed,
+        "evaluation": f"{cv.repetitions} x stratified {cv.k}-fold cross-validation",
+        "test_train_ratio": round(cv.test_train_ratio, 4),
+    }
 
 
 def _engine(config: RunConfig) -> Engine:
