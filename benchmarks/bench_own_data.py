@@ -201,9 +201,13 @@ def main() -> None:
             "std": float(np.std(hand, ddof=1)) if len(hand) > 1 else None,
         },
         "hand_cnn_fold_accuracy": (
-            {"mean": float(np.mean(hand_folds)), "std": float(np.std(hand_folds, ddof=1)),
-             "n": len(hand_folds)}
-            if hand_folds else None
+            {
+                "mean": float(np.mean(hand_folds)),
+                "std": float(np.std(hand_folds, ddof=1)),
+                "n": len(hand_folds),
+            }
+            if hand_folds
+            else None
         ),  # fmt: skip
         "hand_seconds": round(hand_seconds, 1),
     }

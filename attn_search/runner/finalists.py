@@ -8,6 +8,10 @@ and each gives what a fit of it alone with that seed and those batches gives (se
 `attn_search.runner._fused`). Each network leaves its own entry, keyed by (trial_id, family,
 seed) in finalists.json, so a resumed run keeps every finished fit, even when more trials
 changed the finalists' ranks.
+
+With cross-validation (`Run.cv`, small datasets), a group is one finalist, one seed (a
+repetition) and one fold: every family of the group is trained and tested on that fold's data,
+and its entries carry `fold`, `repetition`, `n_train`, `n_test` and `test_train_ratio`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from attn_search.engines.base import clean_record
 from attn_search.runner import planning
 from attn_search.runner._shared_finalists import STAGE, retrain_shared, unit_key
+from attn_search.runner._undertraining import still_improving
 from attn_search.runner.progress import error_text, shorten
 from attn_search.runner.setup import Run
 
@@ -46,21 +51,27 @@ def retrain_finalists(run: Run, records: list[dict[str, Any]]) -> list[dict[str,
         return []
     if not run.engine.runs_finalists:  # a KerasTuner worker: its chief retrains them
         return current_fits(stored, chosen)
-    units = planning.fit_groups(chosen, run.families, run.seeds)  # all, done or not
+    seeds, folds = _units(run)
+    units = planning.fit_groups(chosen, run.families, seeds, folds=folds)  # all, done or not
     queue = run.engine.work_queue(STAGE, [unit_key(u) for u in units])
     if queue is not None:  # workers share the study: each group is claimed by one of them
         return retrain_shared(run, queue, chosen, units, run_group, current_fits)
-    groups = planning.fit_groups(chosen, run.families, run.seeds, stored)
+    groups = planning.fit_groups(chosen, run.families, seeds, stored, folds)
     if _SOLO_REFERENCE:  # one network per group, in the order the reference path reused traces
         groups = [
-            planning.FitGroup(f.rank, f.record, f.seed, (f.family,))
-            for f in planning.finalist_fits(chosen, run.families, run.seeds, stored)
+            planning.FitGroup(f.rank, f.record, f.seed, (f.family,), f.fold)
+            for f in planning.finalist_fits(chosen, run.families, seeds, stored, folds)
         ]
     n_todo = sum(len(g.families) for g in groups)
-    total = len(chosen) * len(run.seeds) * len(run.families)
+    total = len(chosen) * len(seeds) * max(1, folds) * len(run.families)
+    per = (
+        f"{len(seeds)} repetition(s) of stratified {folds}-fold cross-validation"
+        if folds
+        else f"{len(seeds)} seed(s)"
+    )
     if groups:
         run.progress.finalists_started(
-            f"Finalists: {len(chosen)} attention configuration(s) x {len(run.seeds)} seed(s), "
+            f"Finalists: {len(chosen)} attention configuration(s) x {per}, "
             f"each beside its {' and '.join(run.baselines)} twin(s): {n_todo} fit(s)"
             + (f" ({total - n_todo} done earlier)" if total > n_todo else "")
         )
@@ -83,7 +94,7 @@ def retrain_finalists(run: Run, records: list[dict[str, Any]]) -> list[dict[str,
             )
             run.progress.finalist_finished(
                 f"finalist {group.rank} (trial #{entry['trial_id']}) {entry['family']:<9} "
-                f"seed {group.seed}: {result}",
+                f"seed {group.seed}{_fold_text(group.fold)}: {result}",
                 done,
                 n_todo,
                 time.monotonic() - t0,
@@ -155,9 +166,10 @@ def _fused_group(run: Run, group: planning.FitGroup, reuse: Any) -> tuple[list, 
         built = reuse[1]  # the seed's fresh weights in the previous group's traced model
     early = run.space.early_stopping
     batch = _batch(hp)
+    data = _data(run, group.seed, group.fold)
     fits = _fused.fit_group(
         built,
-        run.data,
+        data,
         early_stopping=lambda _: early_stopping_callback(early, validation=True) if early else None,
         batch=batch,
         seed=group.seed,
@@ -165,17 +177,37 @@ def _fused_group(run: Run, group: planning.FitGroup, reuse: Any) -> tuple[list, 
         verbose=run.config.verbose,
     )
     finite = any(f.nan_at is None for f in fits.values())
-    tests = _fused.evaluate_group(built, run.data, batch) if finite else {}
+    tests = _fused.evaluate_group(built, data, batch) if finite else {}
     entries = []
     for fit in group.fits():
-        entry = _entry(fit)
-        _measured(entry, hypermodels[fit.family], hp, built.networks[fit.family], fits[fit.family])
+        entry = _entry(fit, run, data)
+        network, result = built.networks[fit.family], fits[fit.family]
+        _measured(entry, hypermodels[fit.family], hp, network, result, _epochs(run, hp))
         entry["trained_with"] = list(group.families)
         if fits[fit.family].nan_at is None:
             loss, acc = tests[fit.family]
             entry.update(test_accuracy=acc, test_loss=loss)
         entries.append(clean_record(entry))
     return entries, (key, built)
+
+
+def _units(run: Run) -> tuple[list[int], int]:
+    """The seeds and folds of the finalist fits: every seed on the held-out split, or with
+    cross-validation one seed per repetition of the k folds."""
+    if run.cv is None:
+        return list(run.seeds), 0
+    return list(run.seeds[: run.cv.repetitions]), run.cv.k
+
+
+def _data(run: Run, seed: int, fold: int | None) -> Any:
+    """The data of a fit: the dataset, or the fold's (the same for every family)."""
+    if fold is None:
+        return run.data
+    return run.cv.dataset(run.seeds.index(seed), fold)
+
+
+def _fold_text(fold: int | None) -> str:
+    return "" if fold is None else f" fold {fold}"
 
 
 def _hp(record):
@@ -196,8 +228,8 @@ def _epochs(run: Run, hp) -> int:
     )
 
 
-def _entry(fit: planning.FinalistFit) -> dict[str, Any]:
-    return {
+def _entry(fit: planning.FinalistFit, run: Run, data: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
         "finalist": fit.rank,
         "trial_id": int(fit.record["trial_id"]),
         "family": fit.family,
@@ -207,10 +239,20 @@ def _entry(fit: planning.FinalistFit) -> dict[str, Any]:
         "test_loss": None,
         "error": "",
     }
+    if fit.fold is not None:  # which fold, and what the corrected resampled t-test needs
+        entry.update(
+            fold=fit.fold,
+            repetition=run.seeds.index(fit.seed),
+            n_train=int(data.info.sizes["train"]),
+            n_test=int(data.info.sizes["test"]),
+            test_train_ratio=round(run.cv.test_train_ratio, 6),
+        )
+    return entry
 
 
-def _measured(entry: dict[str, Any], hypermodel, hp, model, result) -> None:
-    """Adds what a fit measured to its entry (and the NaN error, if its loss was not finite)."""
+def _measured(entry: dict[str, Any], hypermodel, hp, model, result, epochs: int) -> None:
+    """Adds what a fit measured to its entry (and the NaN error, if its loss was not finite);
+    `epochs`: the epochs it was given (for its `still_improving` flag)."""
     from attn_search.formatting import placement_label
 
     desc = hypermodel.describe(hp, model)
@@ -222,6 +264,11 @@ def _measured(entry: dict[str, Any], hypermodel, hp, model, result) -> None:
         gammas=desc.get("gammas"),
         train_seconds=round(result.seconds, 3),
         val_accuracy=math.nan if val is None else val,
+        still_improving=still_improving(
+            result.history.get("val_accuracy", []),
+            epochs=epochs,
+            num_classes=hypermodel.num_classes,
+        ),
     )
     if result.nan_at is not None:
         entry["error"] = "NaN loss (TerminateOnNaN)"
@@ -240,7 +287,8 @@ def _fit_one(run: Run, fit: planning.FinalistFit, reuse):
     keras.utils.set_random_seed(fit.seed)
     hypermodel = run.hypermodels[fit.family]
     hp = _hp(fit.record)
-    entry = _entry(fit)
+    data = _data(run, fit.seed, fit.fold)
+    entry = _entry(fit, run, data)
     try:
         model = hypermodel.build(hp)  # the seed's fresh weights
         if reuse is not None:
@@ -250,14 +298,14 @@ def _fit_one(run: Run, fit: planning.FinalistFit, reuse):
             hypermodel,
             hp,
             model,
-            run.data,
+            data,
             seed=fit.seed,
             epochs=_epochs(run, hp),
             verbose=run.config.verbose,
         )
-        _measured(entry, hypermodel, hp, model, result)
+        _measured(entry, hypermodel, hp, model, result, _epochs(run, hp))
         if result.nan_at is None:
-            loss, acc = model.evaluate(run.data.test(_batch(hp)), verbose=0)[:2]
+            loss, acc = model.evaluate(data.test(_batch(hp)), verbose=0)[:2]
             entry.update(test_accuracy=float(acc), test_loss=float(loss))
     except KeyboardInterrupt:
         raise

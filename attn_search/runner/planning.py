@@ -138,17 +138,25 @@ def finalist_seeds(seed: int, repeats: int) -> list[int]:
 
 
 class FinalistFit(NamedTuple):
-    """One fit of the finalist stage: finalist `rank` (from 1), its family twin, one seed."""
+    """One fit of the finalist stage: finalist `rank` (from 1), its family twin, one seed, and
+    with cross-validation one fold (`None`: the held-out test split)."""
 
     rank: int
     record: Mapping[str, Any]
     family: str
     seed: int
+    fold: int | None = None
 
     @property
-    def key(self) -> tuple[int, str, int]:
-        """What identifies a fit across sessions: (trial_id, family, seed); never the rank."""
-        return (int(self.record["trial_id"]), self.family, int(self.seed))
+    def key(self) -> tuple:
+        """What identifies a fit across sessions: (trial_id, family, seed), plus the fold with
+        cross-validation; never the rank."""
+        return _fit_key(self.record["trial_id"], self.family, self.seed, self.fold)
+
+
+def _fit_key(trial_id: Any, family: str, seed: Any, fold: Any) -> tuple:
+    base = (int(trial_id), family, int(seed))
+    return base if fold is None else (*base, int(fold))
 
 
 def finalist_fits(
@@ -156,25 +164,37 @@ def finalist_fits(
     families: Sequence[str],
     seeds: Sequence[int],
     done: Iterable[Mapping[str, Any]] = (),
+    folds: int = 0,
 ) -> list[FinalistFit]:
-    """The fits still to run: every finalist x family x seed not in `done`.
+    """The fits still to run: every finalist x family x seed (x fold) not in `done`.
 
     A fit is keyed by (trial_id, family, seed), so a finished fit is kept whatever rank its
     finalist has now (a resume with more trials may reorder the finalists).
     Fits of one finalist and family are adjacent (they can share traced functions).
+
+    Args:
+        folds: With cross-validation, the folds k: each seed is then one repetition of the k
+            folds, and a fit is keyed by (trial_id, family, seed, fold). Defaults to 0 (a
+            held-out test split).
     """
-    finished = {(int(r["trial_id"]), r["family"], int(r["seed"])) for r in done}
+    finished = {_fit_key(r["trial_id"], r["family"], r["seed"], r.get("fold")) for r in done}
+    units = (
+        [(seed, fold) for seed in seeds for fold in range(folds)]
+        if folds
+        else [(seed, None) for seed in seeds]
+    )
     fits = [
-        FinalistFit(rank, rec, fam, seed)
+        FinalistFit(rank, rec, fam, seed, fold)
         for rank, rec in enumerate(chosen, start=1)
         for fam in families
-        for seed in seeds
+        for seed, fold in units
     ]
     return [f for f in fits if f.key not in finished]
 
 
 class FitGroup(NamedTuple):
-    """The finalist stage's unit of work: finalist `rank`'s networks for one seed.
+    """The finalist stage's unit of work: finalist `rank`'s networks for one seed (and with
+    cross-validation one fold: every family is trained and tested on the same fold).
 
     The attention model and its twins (`families`: those not yet fitted) are independent
     networks, each with its own initial weights from `seed`; they are trained together on the
@@ -185,15 +205,18 @@ class FitGroup(NamedTuple):
     record: Mapping[str, Any]
     seed: int
     families: tuple[str, ...]
+    fold: int | None = None
 
     @property
-    def key(self) -> tuple[int, int]:
-        """What identifies a group across sessions: (trial_id, seed); never the rank."""
-        return (int(self.record["trial_id"]), int(self.seed))
+    def key(self) -> tuple:
+        """What identifies a group across sessions: (trial_id, seed), plus the fold with
+        cross-validation; never the rank."""
+        base = (int(self.record["trial_id"]), int(self.seed))
+        return base if self.fold is None else (*base, int(self.fold))
 
     def fits(self) -> list[FinalistFit]:
         """The group's fits, one per family."""
-        return [FinalistFit(self.rank, self.record, f, self.seed) for f in self.families]
+        return [FinalistFit(self.rank, self.record, f, self.seed, self.fold) for f in self.families]
 
 
 def fit_groups(
@@ -201,18 +224,24 @@ def fit_groups(
     families: Sequence[str],
     seeds: Sequence[int],
     done: Iterable[Mapping[str, Any]] = (),
+    folds: int = 0,
 ) -> list[FitGroup]:
-    """The groups still to run: one per finalist x seed with a family not in `done`.
+    """The groups still to run: one per finalist x seed (x fold) with a family not in `done`.
 
     Each group holds only the families still to fit (an earlier session may have finished
-    some). Groups of one finalist are adjacent (they can share traced functions).
+    some). Groups of one finalist are adjacent (they can share traced functions). `folds` as
+    in `finalist_fits`.
     """
-    todo = finalist_fits(chosen, families, seeds, done)
-    groups: dict[tuple[int, int], list[FinalistFit]] = {}
+    todo = finalist_fits(chosen, families, seeds, done, folds)
+    groups: dict[tuple, list[FinalistFit]] = {}
     for fit in todo:
-        groups.setdefault((fit.rank, fit.seed), []).append(fit)
+        groups.setdefault((fit.rank, fit.seed, -1 if fit.fold is None else fit.fold), []).append(
+            fit
+        )
     return [
-        FitGroup(fits[0].rank, fits[0].record, fits[0].seed, tuple(f.family for f in fits))
+        FitGroup(
+            fits[0].rank, fits[0].record, fits[0].seed, tuple(f.family for f in fits), fits[0].fold
+        )
         for _, fits in sorted(groups.items(), key=lambda item: item[0])
     ]
 
