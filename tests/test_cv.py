@@ -4,12 +4,14 @@ families share their folds and whose verdict uses the corrected resampled t-test
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from attn_search import stats
 from attn_search.datasets import CrossValidation, load_dataset
 from attn_search.errors import ConfigError
 from attn_search.space_auto import CV_FOLDS, CV_THRESHOLD, resolve_cv
@@ -63,14 +65,14 @@ def test_too_many_folds_for_the_smallest_class(digits300):
         CrossValidation(digits300, k=40, repetitions=1, seed=0)
     assert str(info.value) == (
         "`cv` must be 0 (a held-out test split) or a number of folds from 2 to the number of "
-        "examples of the smallest class (26), so that every fold holds every class. "
+        "examples of the smallest class (29), so that every fold holds every class. "
         "Received: cv=40"
     )
 
 
 def _info(n, name="mine", source="folder:/data/mine"):
-    return SimpleNamespace(name=name, source=source, streaming=False,
-                           sizes={"train": int(n * 0.7), "val": n - int(n * 0.7), "test": 0})  # fmt: skip
+    sizes = {"train": int(n * 0.7), "val": n - int(n * 0.7), "test": 0}
+    return SimpleNamespace(name=name, source=source, streaming=False, sizes=sizes)
 
 
 def test_cross_validation_is_chosen_for_small_datasets():
@@ -81,3 +83,78 @@ def test_cross_validation_is_chosen_for_small_datasets():
     assert resolve_cv(None, _info(300, "digits", "sklearn.datasets.load_digits"), 5) == (0, 0)
     assert resolve_cv(0, _info(300), repeats=5) == (0, 0)
     assert resolve_cv(3, _info(50_000), repeats=5) == (3, 2)
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory):
+    from attn_search.runner import run_search
+
+    # Forced to 1 epoch: also the undertraining warning's run (tests/test_undertraining.py).
+    out = tmp_path_factory.mktemp("cv")
+    return run_search(
+        dataset="digits", limit=150, trials=2, epochs=1, finalists=1, repeats=2, cv=2,
+        quiet=True, out=str(out),
+    )  # fmt: skip
+
+
+def test_a_cross_validated_run_trains_every_family_on_the_same_folds(cv_run):
+    import yaml
+
+    config = yaml.safe_load((cv_run.run_dir / "config.yaml").read_text())
+    assert config["cv"] == {
+        "k": 2, "repetitions": 1, "seed": 0,
+        "evaluation": "1 x stratified 2-fold cross-validation",
+        "test_train_ratio": config["cv"]["test_train_ratio"],
+    }  # fmt: skip
+    fits = json.loads((cv_run.run_dir / "finalists.json").read_text())["runs"]
+    by_family: dict[str, set] = {}
+    for fit in fits:
+        assert fit["test_accuracy"] is not None, fit
+        by_family.setdefault(fit["family"], set()).add((fit["seed"], fit["fold"], fit["n_test"]))
+    assert set(by_family) == {"attention", "plain", "matched"}
+    (folds,) = {frozenset(v) for v in by_family.values()}  # every family: the same folds
+    assert {fold for _, fold, _ in folds} == {0, 1}
+    assert sum(n_test for _, _, n_test in folds) == 150  # each image tested once
+    for fit in fits:
+        assert sorted(fit["trained_with"]) == ["attention", "matched", "plain"]
+
+
+def test_a_cross_validated_verdict_uses_the_corrected_test(cv_run):
+    fits = json.loads((cv_run.run_dir / "finalists.json").read_text())["runs"]
+    ratio = fits[0]["test_train_ratio"]
+    comparison = cv_run.comparison
+    rows = comparison[(comparison["section"] == "finalist") & (comparison["family"] != "attention")]
+    assert set(rows["test"]) == {"corrected resampled t"}
+    for row in rows.to_dict("records"):
+        acc = {
+            (f["family"], f["fold"]): f["test_accuracy"] for f in fits
+        }  # paired by (seed, fold): one seed here
+        a = [acc[("attention", k)] for k in (0, 1)]
+        b = [acc[(row["family"], k)] for k in (0, 1)]
+        want = stats.corrected_paired(a, b, ratio)
+        assert row["pairs"] == 2
+        assert row["diff_mean"] == pytest.approx(want["diff_mean"])
+        if not np.isnan(want["p_value"]):
+            assert row["p_value"] == pytest.approx(want["p_value"])
+    assert all((" folds, " in s) or "cannot compare" in s for s in cv_run.verdict)
+
+
+def test_a_run_forced_to_one_epoch_warns_and_cautions_its_verdict(cv_run):
+    import yaml
+
+    info = json.loads((cv_run.run_dir / "run.json").read_text())
+    (warning,) = info["warnings"]
+    assert warning.startswith("Undertrained: ")
+    assert warning.endswith(
+        "were still improving when their epochs ran out, so the comparison is of undertrained "
+        "models. Train longer: pass `--epochs N` with N above the epochs they had "
+        "(`--max-epochs` only caps them)."
+    )
+    config = yaml.safe_load((cv_run.run_dir / "config.yaml").read_text())
+    assert config["space"]["training"]["epochs"] == 1 and config["budget"]["epochs"] == 1
+    complete = cv_run.leaderboard[cv_run.leaderboard["status"] == "complete"]
+    assert len(complete) and (complete["epochs"] == 1).all()
+    assert complete["still_improving"].astype(bool).sum() > len(complete) / 2
+    fits = json.loads((cv_run.run_dir / "finalists.json").read_text())["runs"]
+    assert all(fit["still_improving"] for fit in fits)
+    assert cv_run.verdict and all(s.endswith(stats.UNDERTRAINED_NOTE) for s in cv_run.verdict)

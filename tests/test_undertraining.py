@@ -3,8 +3,6 @@ forced to 1 epoch (`epochs=1`) that must be told it compared undertrained models
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from attn_search import stats
@@ -60,29 +58,5 @@ def test_an_undertrained_row_adds_the_caution_to_its_verdict():
     )
 
 
-@pytest.fixture(scope="module")
-def one_epoch_run(tmp_path_factory):
-    from attn_search.runner import run_search
-
-    out = tmp_path_factory.mktemp("one-epoch")
-    result = run_search(
-        dataset="digits", limit=200, trials=2, epochs=1, finalists=1, repeats=2, quiet=True,
-        out=str(out), cv=0,
-    )  # fmt: skip
-    return result
-
-
-def test_a_run_forced_to_one_epoch_warns_and_cautions_its_verdict(one_epoch_run):
-    import yaml
-
-    result = one_epoch_run
-    info = json.loads((result.run_dir / "run.json").read_text())
-    (warning,) = info["warnings"]
-    assert warning.startswith("Undertrained: ")
-    assert "`--epochs N`" in warning
-    config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
-    assert config["space"]["training"]["epochs"] == 1 and config["budget"]["epochs"] == 1
-    complete = result.leaderboard[result.leaderboard["status"] == "complete"]
-    assert (complete["epochs"] == 1).all()
-    assert complete["still_improving"].astype(bool).sum() > len(complete) / 2
-    assert result.verdict and all(s.endswith(stats.UNDERTRAINED_NOTE) for s in result.verdict)
+# The run forced to 1 epoch (`epochs=1`) is tests/test_cv.py's `cv_run`: one small run serves
+# both files' checks (see test_a_run_forced_to_one_epoch_warns_and_cautions_its_verdict there).
