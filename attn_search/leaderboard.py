@@ -53,11 +53,11 @@ LEADERBOARD_COLUMNS = (
     "epochs",
     "params",
     "train_seconds",
+    "still_improving",
     "seed",
     "twin_of",
     "engine",
     "error",
-    "still_improving",
 )
 _HEAD = LEADERBOARD_COLUMNS[:9]  # before gamma_* and the hyperparameters
 _TAIL = LEADERBOARD_COLUMNS[9:]
@@ -96,8 +96,8 @@ def records_to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "seed": rec.get("seed"),
             "twin_of": rec.get("twin_of"),
             "engine": rec.get("engine"),
-            "error": rec.get("error") or "",
             "still_improving": rec.get("still_improving"),
+            "error": rec.get("error") or "",
         }
         gammas = rec.get("gammas") or []
         n_gamma = max(n_gamma, len(gammas))
