@@ -202,12 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     _dashboard_cli.add_command(command)
     command("datasets", _cmd_datasets, *_DESCRIPTIONS["datasets"], run_dir=False)
     p = command("spaces", _cmd_spaces, *_DESCRIPTIONS["spaces"], run_dir=False)
-    p.add_argument(
-        "--resolve",
-        metavar="DATASET",
-        default=None,
-        help="print the space --space auto resolves for DATASET (a name, folder or .npz) as YAML",
-    )
+    p.add_argument("--resolve", metavar="DATASET", help="print the space auto makes for DATASET")
     return parser
 
 

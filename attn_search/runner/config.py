@@ -55,6 +55,12 @@ _CACHE_HELP = (
 _KEEP_CACHE_HELP = "--cache, and keep RUN_DIR/cache/ after the run (a --resume reads it again)"
 
 # Declared here, not in the class, to keep RunConfig within the size limit.
+_SPACE = _field(
+    "auto",
+    "what to search",
+    "'auto' (made for the dataset: 'attn-search spaces --resolve DATASET' shows it), a "
+    "shipped search space (see 'attn-search spaces') or a YAML path",
+)
 _EPOCHS = _field(
     None,
     "budget",
@@ -93,10 +99,8 @@ class RunConfig:
         trials: Number of search trials, baselines included. Defaults to 10.
         max_epochs: Cap on the epochs of any one fit. Defaults to `None` (the space's
             `training.epochs`).
-        epochs: Epochs of every trial and finalist fit, whatever the space says (early stopping
-            may still end a fit sooner). Defaults to `None` (the space's `training.epochs`).
-        cv: Folds of the finalists' repeated stratified k-fold cross-validation; 0 compares
-            them on the held-out test split. Defaults to `None` (automatic: by dataset size).
+        epochs: Epochs of every trial and finalist fit, whatever the space. Defaults to `None`.
+        cv: Folds of the finalists' cross-validation, 0: held out. Defaults to `None` (auto).
         time_budget: Seconds after which no new search trial starts (the finalists still
             run). Defaults to `None` (no limit).
         seed: Seed of the data split, the engine's sampler and every model. Defaults to 0.
@@ -134,12 +138,7 @@ class RunConfig:
         "what to search",
         "a built-in name (see 'attn-search datasets'), a folder of images or an .npz file",
     )
-    space: Any = _field(
-        "auto",
-        "what to search",
-        "'auto' (made for the dataset: 'attn-search spaces --resolve DATASET' shows it), a "
-        "shipped search space (see 'attn-search spaces') or a YAML path",
-    )
+    space: Any = _SPACE
     engine: Any = _field("optuna", "how to search", "the search engine", kind="engine")
     tuner: str = _field("random", "how to search", "", kind="engine_option")
     sampler: str = _field("tpe", "how to search", "", kind="engine_option")
