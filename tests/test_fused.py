@@ -2,8 +2,8 @@
 what training it alone with the same seed and batches gives.
 
 One group (attention, plain, matched; digits cut to 200 examples; 3 epochs, dropout on, so the
-seed-generator states count) is fitted together once and each network alone once, in a
-module-scoped fixture. Early stopping differs by network on purpose: the attention network's
+seed-generator states count) is fitted together once, in a module-scoped fixture, and each
+network alone once. Early stopping differs by network on purpose: the attention network's
 stops after 2 epochs and restores its first epoch's weights, the twins train all 3 epochs.
 """
 
@@ -84,17 +84,19 @@ def together(parts):
     data, hypermodels, hp = parts
     keras.backend.clear_session()
     group = _fused.build_group(hypermodels, hp, SEED)
+    traces, step = [], group.model.train_step
+    group.model.train_step = lambda batch: traces.append(1) or step(batch)
     fits = _fused.fit_group(
         group, data, early_stopping=_stopper, batch=BATCH, seed=SEED, epochs=EPOCHS
     )
     tests = _fused.evaluate_group(group, data, BATCH)
     weights = {f: group.networks[f].get_weights() for f in FAMILIES}
-    return weights, fits, tests
+    return weights, fits, tests, len(traces)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_fused_fit_gives_each_network_its_solo_weights(parts, together, family):
-    weights, fits, tests = together
+    weights, fits, tests, _ = together
     solo_weights, solo_epochs, solo_test = _alone(parts, family)
     assert fits[family].epochs == solo_epochs == (2 if family == "attention" else 3)
     assert fits[family].nan_at is None
@@ -104,6 +106,12 @@ def test_fused_fit_gives_each_network_its_solo_weights(parts, together, family):
     assert tests[family] == pytest.approx(solo_test, rel=1e-4, abs=1e-5)
     assert set(fits[family].history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(v) == solo_epochs for v in fits[family].history.values())
+
+
+def test_the_groups_training_step_is_traced_once(together):
+    """`training.build_for_fit` creates the optimizer's and metrics' variables before `fit`:
+    left to the first trace, they make TensorFlow trace the step twice."""
+    assert together[3] == 1
 
 
 def test_a_network_with_a_non_finite_loss_fails_alone(parts, together):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import pathlib
 import time
@@ -122,11 +123,31 @@ def run_search(
     t_start = time.monotonic()
     with _quiet_retracing(config.verbose):
         run = open_run(config, progress)
-        try:
-            return _execute(run, t_start)
-        finally:
-            if config.cache and not config.keep_cache:
-                run.folder.remove_cache()
+        with _frozen_heap():
+            try:
+                return _execute(run, t_start)
+            finally:
+                if config.cache and not config.keep_cache:
+                    run.folder.remove_cache()
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    # Every trial clears Keras' session, which runs a full garbage collection: on the heap of
+    # TensorFlow's modules (about half a million objects) that is most of a second each time,
+    # and the collector's automatic full passes during tracing cost the same. Freezing what
+    # exists once the run is open leaves the collector only the run's own objects.
+    from attn_search.runner import _reference
+
+    if _reference.GC_UNFROZEN:
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from typing import Any
 
 import keras
 
-from attn_search.runner.training import train_batches
+from attn_search.runner.training import build_for_fit, train_batches
 
 __all__ = ["GroupFit", "GroupModel", "build_group", "evaluate_group", "fit_group"]
 
@@ -132,9 +132,11 @@ def fit_group(
     families = list(group.networks)
     fan_out = _fan_out(families)
     callback = _PerNetwork(group.networks, early_stopping)
+    train = train_batches(data, batch, seed).map(fan_out)
+    build_for_fit(group.model, train)
     t0 = time.monotonic()
     history = group.model.fit(
-        train_batches(data, batch, seed).map(fan_out),
+        train,
         validation_data=data.val(batch).map(fan_out),
         epochs=epochs,
         callbacks=[callback],

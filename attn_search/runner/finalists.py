@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from attn_search.engines.base import clean_record
-from attn_search.runner import planning
+from attn_search.runner import _reference, planning
 from attn_search.runner._shared_finalists import STAGE, retrain_shared, unit_key
 from attn_search.runner._undertraining import still_improving
 from attn_search.runner.progress import error_text, shorten
@@ -57,7 +57,7 @@ def retrain_finalists(run: Run, records: list[dict[str, Any]]) -> list[dict[str,
     if queue is not None:  # workers share the study: each group is claimed by one of them
         return retrain_shared(run, queue, chosen, units, run_group, current_fits)
     groups = planning.fit_groups(chosen, run.families, seeds, stored, folds)
-    if _SOLO_REFERENCE:  # one network per group, in the order the reference path reused traces
+    if _reference.SOLO_FINALISTS:  # one network per group, in the order it reused traces
         groups = [
             planning.FitGroup(f.rank, f.record, f.seed, (f.family,), f.fold)
             for f in planning.finalist_fits(chosen, run.families, seeds, stored, folds)
@@ -112,18 +112,13 @@ def current_fits(stored: list[dict[str, Any]], chosen: list) -> list[dict[str, A
     ]
 
 
-#: The reference path: each network of a group fitted alone, one after the other (the stage
-#: before fit groups were trained together). Only benchmarks/bench_main_job.py and the tests set
-#: it; the fused path also falls back to it for a group that cannot train together.
-_SOLO_REFERENCE = False
-
-
 def run_group(run: Run, group: planning.FitGroup, reuse: Any = None) -> tuple[list, Any]:
     """Trains and tests one fit group; returns its entries and what the next group may reuse.
 
     The group's networks are trained together (`attn_search.runner._fused`). When that is not
-    possible (a network cannot be built, the fit raises), each network is fitted alone, so a
-    failure is recorded for the network that caused it and its siblings still get results.
+    possible (a network cannot be built, the fit raises), each network is fitted alone (the
+    reference path, `_reference.SOLO_FINALISTS`), so a failure is recorded for the network that
+    caused it and its siblings still get results.
 
     Args:
         run: The run's parts.
@@ -133,7 +128,7 @@ def run_group(run: Run, group: planning.FitGroup, reuse: Any = None) -> tuple[li
     Returns:
         `(entries, reuse)`: one finalists.json entry per family of the group, in its order.
     """
-    if not _SOLO_REFERENCE:
+    if not _reference.SOLO_FINALISTS:
         try:
             return _fused_group(run, group, reuse)
         except KeyboardInterrupt:

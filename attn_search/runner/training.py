@@ -17,7 +17,7 @@ from attn_search.engines.base import EngineTrial
 from attn_search.runner._fit_progress import FitProgressCallback
 from attn_search.runner.progress import Progress
 
-__all__ = ["EpochCallback", "FitResult", "fit", "reinitialize", "train_batches"]
+__all__ = ["EpochCallback", "FitResult", "build_for_fit", "fit", "reinitialize", "train_batches"]
 
 
 class EpochCallback(keras.callbacks.Callback):
@@ -111,6 +111,7 @@ def fit(
         n_train = int(data.info.sizes.get("train", 0))
         steps = n_train // batch if n_train >= 2 * batch else math.ceil(n_train / batch)
         callbacks.append(FitProgressCallback(progress, epochs, steps or None))
+    build_for_fit(model, train)
     t0 = time.monotonic()
     history = hypermodel.fit(
         hp,
@@ -142,6 +143,34 @@ def train_batches(data: Any, batch: int, seed: int) -> Any:
         # step twice, which costs more than the training itself on small data.
         train = train.take(n_train // batch)
     return train
+
+
+def build_for_fit(model: Any, dataset: Any) -> None:
+    """Creates a compiled model's optimizer and metric variables before `fit` traces its step.
+
+    Keras (3.15, TensorFlow backend, no distribution strategy) leaves them to the first trace
+    of the training step, and a `tf.function` that creates variables while tracing is traced a
+    second time without: the costliest part of a small model's fit, done twice. Built here
+    from one batch of zeros shaped like `dataset`'s (inference mode: no state moves), the step
+    is traced once. A model whose optimizer is built already (a reused one) is left alone.
+    """
+    from attn_search.runner import _reference
+
+    optimizer = getattr(model, "optimizer", None)
+    if _reference.TRACE_IN_FIT or optimizer is None or optimizer.built:
+        return
+    x_spec, y_spec = dataset.element_spec[:2]
+
+    def zeros(spec):
+        return keras.ops.zeros((1, *spec.shape[1:]), dtype=spec.dtype.name)
+
+    x = keras.tree.map_structure(zeros, x_spec)
+    y = keras.tree.map_structure(zeros, y_spec)
+    y_pred = model(x, training=False)
+    model.compute_loss(x, y, y_pred, training=False)
+    model.compute_metrics(x, y, y_pred, sample_weight=None)
+    optimizer.build(model.trainable_variables)
+    model.reset_metrics()
 
 
 def reinitialize(model: Any, fresh: Any) -> Any:

@@ -1,0 +1,23 @@
+"""The code paths from before the whole job was sped up (issue 14), kept reachable for
+`benchmarks/bench_main_job.py` and the tests only: never for users. `use(True)` switches all
+of them on, `use(False)` off (the default).
+
+- `SOLO_FINALISTS`: each finalist network fitted alone, one after the other, in the order
+  (finalist, family, seed), instead of a finalist's networks for one seed trained together;
+- `TRACE_IN_FIT`: a fit leaves the optimizer's and the compiled metrics' variables to be
+  created inside the first trace of the training step (TensorFlow then traces it twice);
+- `GC_UNFROZEN`: no `gc.freeze()` during the run, so every `keras.backend.clear_session()`
+  (one per trial) walks the whole heap of TensorFlow's modules.
+"""
+
+from __future__ import annotations
+
+SOLO_FINALISTS = False
+TRACE_IN_FIT = False
+GC_UNFROZEN = False
+
+
+def use(old: bool) -> None:
+    """Switches every reference path on (`True`) or off (`False`)."""
+    global SOLO_FINALISTS, TRACE_IN_FIT, GC_UNFROZEN
+    SOLO_FINALISTS = TRACE_IN_FIT = GC_UNFROZEN = bool(old)
