@@ -138,3 +138,14 @@ def test_a_network_with_a_non_finite_loss_fails_alone(parts, together):
         np.testing.assert_allclose(fused, clean, rtol=1e-4, atol=1e-5)
     test_loss, _ = _fused.evaluate_group(group, data, BATCH)["attention"]
     assert math.isfinite(test_loss)
+
+
+def test_a_run_freezes_the_heap_while_it_runs_and_unfreezes_it_after():
+    import gc
+
+    from attn_search.runner import _frozen_heap
+
+    before = gc.get_freeze_count()
+    with _frozen_heap():
+        assert gc.get_freeze_count() > before
+    assert gc.get_freeze_count() == before
