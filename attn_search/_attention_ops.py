@@ -17,10 +17,95 @@ from keras import ops
 # that it never writes a (T, S) matrix; beyond it, that costs more arithmetic than it saves.
 _FACTORED_GRAD_MAX_COLUMNS = 16
 
+# Automatic query blocks: a block's piece of the attention matrix, (B, heads, rows, S) float32
+# values, is about this many bytes (a few blocks then fit in the CPU's caches; measured in
+# benchmarks/bench_layer.py), with at least `_MIN_BLOCK_ROWS` rows so that the loop over
+# blocks stays short. The batch is unknown when TensorFlow traces `fit`: then this one.
+BLOCK_BYTES = 4 * 2**20
+_MIN_BLOCK_ROWS = 16
+TRACE_BATCH = 32
+
 
 def _with_ones(x):
     """Appends a channel of ones: `[x, 1] @ ...` then also yields the row sums, in one matmul."""
     return ops.concatenate([x, ops.ones_like(x[..., :1])], axis=-1)
+
+
+def _exp_logits(q, k, row_max=None):
+    """`exp(q k^T - row_max)` and `row_max`, the rows' maxima unless given (for a recompute).
+
+    Shapes: q (..., T, d), k (..., S, d) -> (..., T, S), (..., T, 1).
+    """
+    if q.shape[-1] == 1:
+        if row_max is None:
+            # max_j q_i k_j = q_i * (max k if q_i >= 0 else min k), exactly.
+            k_max = ops.max(k, axis=-2, keepdims=True)  # (..., 1, 1)
+            k_min = ops.min(k, axis=-2, keepdims=True)
+            row_max = ops.where(q >= 0, q * k_max, q * k_min)  # (..., T, 1)
+        # exp(q k^T - row_max) as a single matmul: [q, -row_max] @ [k, 1]^T
+        e = ops.exp(
+            ops.matmul(ops.concatenate([q, -row_max], -1), ops.swapaxes(_with_ones(k), -1, -2))
+        )  # (..., T, S)
+        return e, row_max
+    logits = ops.matmul(q, ops.swapaxes(k, -1, -2))  # (..., T, S)
+    if row_max is None:
+        row_max = ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True))
+    return ops.exp(logits - row_max), row_max
+
+
+def _attention_forward(q, k, v1):
+    """`(e, row_max, context, denominator)` of softmax attention; v1 is `[v, 1]`."""
+    e, row_max = _exp_logits(q, k)
+    weighted = ops.matmul(e, v1)  # (..., T, dv + 1)
+    denominator = weighted[..., -1:]  # (..., T, 1)
+    return e, row_max, weighted[..., :-1] / denominator, denominator
+
+
+def _attention_backward(q, k, v1, e, upstream, context, denominator):
+    """`(d_q, d_k, d_v)` of softmax attention, from the forward pass's `e` (see below)."""
+    d_numerator = upstream / denominator  # (..., T, dv)
+    d_denominator = -ops.sum(upstream * context, axis=-1, keepdims=True) / denominator
+    d_weighted = ops.concatenate([d_numerator, d_denominator], -1)  # (..., T, dv + 1)
+    d_key, d_val = q.shape[-1], v1.shape[-1]
+    if d_key * d_val <= _FACTORED_GRAD_MAX_COLUMNS:
+        # dL_ij = e_ij * (d_weighted_i . v1_j) is never materialised: both reductions of
+        # dL are regrouped into one matmul each with e, so the backward pass reads the
+        # (T, S) matrix twice and writes nothing of that size.
+        #   d_q_i[a] = sum_c d_weighted_ic * (e @ (k[a] * v1[c]))_i
+        #   d_k_j[a] = sum_c v1_jc * (e^T @ (q[a] * d_weighted[c]))_j,  d_v = e^T @ d_num
+        k_v1 = ops.reshape(
+            ops.expand_dims(k, -1) * ops.expand_dims(v1, -2),
+            (*ops.shape(k)[:-1], d_key * d_val),
+        )  # (..., S, d*(dv+1))
+        e_kv = ops.matmul(e, k_v1)  # (..., T, d*(dv+1))
+        e_kv = ops.reshape(e_kv, (*ops.shape(e_kv)[:-1], d_key, d_val))
+        d_q = ops.sum(e_kv * ops.expand_dims(d_weighted, -2), axis=-1)  # (..., T, d)
+        q_dw = ops.reshape(
+            ops.expand_dims(q, -1) * ops.expand_dims(d_weighted, -2),
+            (*ops.shape(q)[:-1], d_key * d_val),
+        )  # (..., T, d*(dv+1))
+        small = ops.concatenate([q_dw, d_numerator], -1)  # (..., T, d*(dv+1) + dv)
+        reduced = ops.swapaxes(ops.matmul(ops.swapaxes(small, -1, -2), e), -1, -2)
+        # reduced: (..., S, d*(dv+1) + dv)
+        e_q = ops.reshape(
+            reduced[..., : d_key * d_val],
+            (*ops.shape(reduced)[:-1], d_key, d_val),
+        )
+        d_k = ops.sum(e_q * ops.expand_dims(v1, -2), axis=-1)  # (..., S, d)
+        d_v = reduced[..., d_key * d_val :]  # (..., S, dv)
+        return d_q, d_k, d_v
+    # dE = [d_num, d_den] @ [v, 1]^T, then through exp: dL = dE * e  (..., T, S)
+    d_logits = ops.matmul(d_weighted, ops.swapaxes(v1, -1, -2)) * e
+    d_q = ops.matmul(d_logits, k)  # (..., T, d)
+    # d_logits^T @ q and e^T @ d_num, computed as (small^T @ big)^T
+    d_k = ops.swapaxes(ops.matmul(ops.swapaxes(q, -1, -2), d_logits), -1, -2)
+    d_v = ops.swapaxes(ops.matmul(ops.swapaxes(d_numerator, -1, -2), e), -1, -2)
+    return d_q, d_k, d_v
+
+
+def _upstream(args, upstream):
+    """The incoming gradient, however the backend passes it to a custom gradient."""
+    return args[0] if upstream is None else upstream
 
 
 @ops.custom_gradient
@@ -37,66 +122,130 @@ def softmax_attention(q, k, v):
     stable exp come from k's extremes without a pass over the matrix. Measured in
     benchmarks/bench_layer.py.
     """
-    if q.shape[-1] == 1:
-        # max_j q_i k_j = q_i * (max k if q_i >= 0 else min k), exactly.
-        k_max = ops.max(k, axis=-2, keepdims=True)  # (..., 1, 1)
-        k_min = ops.min(k, axis=-2, keepdims=True)
-        row_max = ops.where(q >= 0, q * k_max, q * k_min)  # (..., T, 1)
-        # exp(q k^T - row_max) as a single matmul: [q, -row_max] @ [k, 1]^T
-        e = ops.exp(
-            ops.matmul(ops.concatenate([q, -row_max], -1), ops.swapaxes(_with_ones(k), -1, -2))
-        )  # (..., T, S)
-    else:
-        logits = ops.matmul(q, ops.swapaxes(k, -1, -2))  # (..., T, S)
-        e = ops.exp(logits - ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True)))
     v1 = _with_ones(v)  # (..., S, dv + 1)
-    weighted = ops.matmul(e, v1)  # (..., T, dv + 1)
-    denominator = weighted[..., -1:]  # (..., T, 1)
-    context = weighted[..., :-1] / denominator  # (..., T, dv)
+    e, _, context, denominator = _attention_forward(q, k, v1)
 
     def grad(*args, upstream=None):
-        if upstream is None:
-            (upstream,) = args
-        d_numerator = upstream / denominator  # (..., T, dv)
-        d_denominator = -ops.sum(upstream * context, axis=-1, keepdims=True) / denominator
-        d_weighted = ops.concatenate([d_numerator, d_denominator], -1)  # (..., T, dv + 1)
-        d_key, d_val = q.shape[-1], v1.shape[-1]
-        if d_key * d_val <= _FACTORED_GRAD_MAX_COLUMNS:
-            # dL_ij = e_ij * (d_weighted_i . v1_j) is never materialised: both reductions of
-            # dL are regrouped into one matmul each with e, so the backward pass reads the
-            # (T, S) matrix twice and writes nothing of that size.
-            #   d_q_i[a] = sum_c d_weighted_ic * (e @ (k[a] * v1[c]))_i
-            #   d_k_j[a] = sum_c v1_jc * (e^T @ (q[a] * d_weighted[c]))_j,  d_v = e^T @ d_num
-            k_v1 = ops.reshape(
-                ops.expand_dims(k, -1) * ops.expand_dims(v1, -2),
-                (*ops.shape(k)[:-1], d_key * d_val),
-            )  # (..., S, d*(dv+1))
-            e_kv = ops.matmul(e, k_v1)  # (..., T, d*(dv+1))
-            e_kv = ops.reshape(e_kv, (*ops.shape(e_kv)[:-1], d_key, d_val))
-            d_q = ops.sum(e_kv * ops.expand_dims(d_weighted, -2), axis=-1)  # (..., T, d)
-            q_dw = ops.reshape(
-                ops.expand_dims(q, -1) * ops.expand_dims(d_weighted, -2),
-                (*ops.shape(q)[:-1], d_key * d_val),
-            )  # (..., T, d*(dv+1))
-            small = ops.concatenate([q_dw, d_numerator], -1)  # (..., T, d*(dv+1) + dv)
-            reduced = ops.swapaxes(ops.matmul(ops.swapaxes(small, -1, -2), e), -1, -2)
-            # reduced: (..., S, d*(dv+1) + dv)
-            e_q = ops.reshape(
-                reduced[..., : d_key * d_val],
-                (*ops.shape(reduced)[:-1], d_key, d_val),
-            )
-            d_k = ops.sum(e_q * ops.expand_dims(v1, -2), axis=-1)  # (..., S, d)
-            d_v = reduced[..., d_key * d_val :]  # (..., S, dv)
-            return d_q, d_k, d_v
-        # dE = [d_num, d_den] @ [v, 1]^T, then through exp: dL = dE * e  (..., T, S)
-        d_logits = ops.matmul(d_weighted, ops.swapaxes(v1, -1, -2)) * e
-        d_q = ops.matmul(d_logits, k)  # (..., T, d)
-        # d_logits^T @ q and e^T @ d_num, computed as (small^T @ big)^T
-        d_k = ops.swapaxes(ops.matmul(ops.swapaxes(q, -1, -2), d_logits), -1, -2)
-        d_v = ops.swapaxes(ops.matmul(ops.swapaxes(d_numerator, -1, -2), e), -1, -2)
-        return d_q, d_k, d_v
+        upstream = _upstream(args, upstream)
+        return _attention_backward(q, k, v1, e, upstream, context, denominator)
 
     return context, grad
+
+
+def query_block_size(
+    requested: int | None, batch: int | None, heads: int, queries: int, keys: int
+) -> int:
+    """The number of query rows `attend` processes at a time (`queries`: one block).
+
+    Args:
+        requested: The layer's `query_block`: rows per block, or `None` for automatic.
+        batch: The batch size, or `None` when unknown (then `TRACE_BATCH`).
+        heads: Number of heads.
+        queries: Query positions, `H*W`.
+        keys: Key positions, `H_k*W_k`.
+
+    Returns:
+        With `requested`, `min(requested, queries)`. Automatic: all queries when the whole
+        (B, heads, H*W, H_k*W_k) matrix takes at most `BLOCK_BYTES` in float32; else about
+        `BLOCK_BYTES` of it per block (at least 16 rows), spread evenly over the blocks.
+    """
+    if requested is not None:
+        return max(1, min(int(requested), queries))
+    row_bytes = (TRACE_BATCH if batch is None else batch) * heads * keys * 4
+    rows = max(_MIN_BLOCK_ROWS, BLOCK_BYTES // max(row_bytes, 1))
+    if rows >= queries:
+        return queries
+    blocks = math.ceil(queries / rows)
+    return math.ceil(queries / blocks)  # the same rows, spread evenly: least padding
+
+
+def _to_blocks(x, block: int, blocks: int):
+    """(..., T, c) -> (blocks, ..., block, c), the query axis padded with zeros to fill it."""
+    rows = x.shape[-2]
+    pad = blocks * block - rows
+    if pad:
+        x = ops.pad(x, [[0, 0]] * (len(x.shape) - 2) + [[0, pad], [0, 0]])
+    x = ops.reshape(x, (*ops.shape(x)[:-2], blocks, block, x.shape[-1]))
+    return ops.moveaxis(x, -3, 0)
+
+
+def _from_blocks(x, rows: int):
+    """(blocks, ..., block, c) -> (..., rows, c): `_to_blocks` undone, padding dropped."""
+    x = ops.moveaxis(x, 0, -3)  # (..., blocks, block, c)
+    shape = ops.shape(x)
+    x = ops.reshape(x, (*shape[:-3], shape[-3] * shape[-2], shape[-1]))
+    return x[..., :rows, :]
+
+
+def blocked_softmax_attention(q, k, v, block: int):
+    """`softmax_attention` computed `block` queries at a time (memory-efficient attention).
+
+    Each query's softmax needs only its own row of the (T, S) matrix, so blocks of queries are
+    independent (Rabe and Staats 2021, arXiv 2112.05682). The forward pass keeps only the
+    (T, dv) context and each row's maximum and normaliser; the backward pass recomputes each
+    block's piece of the matrix from them. Memory then grows with `block x S` instead of
+    `T x S`, and each block's piece stays in the CPU's caches while it is used. The blocks run
+    one after another (`keras.ops.scan`), so at most one block's matrix is alive at a time.
+
+    Shapes as `softmax_attention`; `block` is a Python int. One block (`block >= T`) is
+    `softmax_attention` itself.
+    """
+    rows = q.shape[-2]
+    if rows is None or block >= rows:
+        return softmax_attention(q, k, v)
+    blocks = math.ceil(rows / block)
+
+    @ops.custom_gradient
+    def attention(q, k, v):
+        v1 = _with_ones(v)  # (..., S, dv + 1)
+        q_blocks = _to_blocks(q, block, blocks)  # (blocks, ..., block, d)
+
+        def forward(_, q_i):
+            _, row_max, context_i, denominator_i = _attention_forward(q_i, k, v1)
+            saved_i = ops.concatenate([context_i, denominator_i, row_max], -1)
+            # keras.ops.scan on TensorFlow wants the outputs shaped as the carry, which is
+            # otherwise unused here; it runs the blocks strictly one after another.
+            return saved_i, saved_i  # (..., block, dv + 2)
+
+        width = v.shape[-1] + 2
+        init = ops.zeros((*ops.shape(q_blocks)[1:-1], width), dtype=q.dtype)
+        _, saved = ops.scan(forward, init, q_blocks)  # (blocks, ..., block, dv + 2)
+        context = _from_blocks(saved[..., :-2], rows)  # (..., T, dv)
+
+        def grad(*args, upstream=None):
+            upstream = _to_blocks(_upstream(args, upstream), block, blocks)
+            d = q.shape[-1]
+            # Block i reads its queries from `buffer` and writes its d_q in their place, so
+            # block i + 1 cannot start before block i is done: a loop's iterations may
+            # otherwise overlap (TensorFlow runs up to 10 at once), each with its matrix.
+            buffer = ops.concatenate([q_blocks, upstream, saved], -1)
+
+            def backward(i, state):
+                buffer, d_k, d_v = state
+                row = buffer[i]  # (..., block, d + dv + dv + 2)
+                q_i, rest = row[..., :d], row[..., d:]
+                upstream_i = rest[..., :-width]
+                context_i, denominator_i, row_max = (
+                    rest[..., -width:-2],
+                    rest[..., -2:-1],
+                    rest[..., -1:],
+                )
+                e, _ = _exp_logits(q_i, k, row_max)  # recomputed: (..., block, S)
+                d_q, d_k_i, d_v_i = _attention_backward(
+                    q_i, k, v1, e, upstream_i, context_i, denominator_i
+                )
+                start = (i,) + (0,) * (len(row.shape))
+                row = ops.expand_dims(ops.concatenate([d_q, rest], -1), 0)
+                return ops.slice_update(buffer, start, row), d_k + d_k_i, d_v + d_v_i
+
+            buffer, d_k, d_v = ops.fori_loop(
+                0, blocks, backward, (buffer, ops.zeros_like(k), ops.zeros_like(v))
+            )
+            return _from_blocks(buffer[..., :d], rows), d_k, d_v
+
+        return context, grad
+
+    return attention(q, k, v)
 
 
 def use_fused(
@@ -122,6 +271,7 @@ def attend(
     fused: bool | None,
     scores: bool,
     compute_dtype: str,
+    query_block: int | None = None,
 ):
     """Multi-head attention of every query position over every key position.
 
@@ -135,6 +285,8 @@ def attend(
             `use_fused`).
         scores: Whether to also return the attention maps.
         compute_dtype: The dtype of the returned scores.
+        query_block: Query rows per block on the unfused path without scores (see
+            `query_block_size`); `None` for automatic.
 
     Returns:
         `(context, scores)`: `context` of shape `(B, H*W, num_heads, value_dim)` (or
@@ -176,7 +328,14 @@ def attend(
         if heads == 1:
             weights = ops.expand_dims(weights, 1)  # (B, 1, HW, S)
     else:
-        context = softmax_attention(q, k, v32)  # (..., HW, dv)
+        queries, keys = q.shape[-2], k.shape[-2]
+        block = None
+        if queries is not None and keys is not None:
+            block = query_block_size(query_block, query.shape[0], heads, queries, keys)
+        if block is None or block >= queries:
+            context = softmax_attention(q, k, v32)  # (..., HW, dv)
+        else:
+            context = blocked_softmax_attention(q, k, v32, block)  # (..., HW, dv)
     context = ops.cast(context, v.dtype)
     if heads > 1:
         context = ops.transpose(context, (0, 2, 1, 3))  # (B, HW, heads, dv)

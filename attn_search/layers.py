@@ -33,7 +33,8 @@ def _score_mode(requested) -> str | None:
     return _SCORE_MODES[requested]
 
 
-def _check_arguments(filters, num_heads, key_dim, value_dim, gamma, kv_pool, scores, fused):
+def _check_arguments(filters, num_heads, key_dim, value_dim, gamma, kv_pool, scores, fused,
+                     query_block=None):  # fmt: skip
     """Raises ValueError, naming the argument, for a constructor argument out of its range."""
     for arg, value, optional in (
         ("filters", filters, True),
@@ -60,6 +61,11 @@ def _check_arguments(filters, num_heads, key_dim, value_dim, gamma, kv_pool, sco
         raise ValueError(
             "`use_fused_attention` must be True, False or None (automatic). "
             f"Received: use_fused_attention={fused!r}"
+        )
+    if not (query_block is None or _is_positive_int(query_block)):
+        raise ValueError(
+            "`query_block` must be a positive integer (query positions per block) or None "
+            f"(automatic). Received: query_block={query_block!r}"
         )
 
 
@@ -167,6 +173,16 @@ class SelfAttentionConv2D(keras.layers.Layer):
             backends, which have fused kernels, when no scores are requested, the compute dtype
             is float32 and `key_dim == value_dim`; on TensorFlow the explicit matmul path,
             which measured faster there (see `benchmarks/bench_layer.py`).
+        query_block: How many query positions the explicit path (no scores, not fused)
+            attends at a time. Each query's softmax needs only its own row of the
+            `(H*W, H_k*W_k)` attention matrix, so blocks of queries are computed one after
+            another, and the backward pass recomputes each block's piece of the matrix instead
+            of keeping the whole matrix (memory-efficient attention, Rabe and Staats 2021):
+            memory grows with the block, not the map. The result equals the unblocked one up
+            to float rounding. Defaults to `None`: automatic, the whole map at once when the
+            matrix of the batch takes at most 4 MiB, else blocks of about 4 MiB (the batch
+            taken as 32 when unknown, as when TensorFlow traces `fit`). A value `>= H*W` turns
+            blocking off.
         kernel_initializer: Initializer of the 1x1 convolutions' kernels.
             Defaults to `"glorot_uniform"`.
         kernel_regularizer: Regularizer of the 1x1 convolutions' kernels. Defaults to `None`.
@@ -210,11 +226,12 @@ class SelfAttentionConv2D(keras.layers.Layer):
         use_fused_attention: bool | None = None,
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
+        query_block: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         _check_arguments(filters, num_heads, key_dim, value_dim, gamma, kv_pool,
-                         return_attention_scores, use_fused_attention)  # fmt: skip
+                         return_attention_scores, use_fused_attention, query_block)  # fmt: skip
         self.activation = _activation(activation)
         self.filters = None if filters is None else int(filters)
         self.num_heads = int(num_heads)
@@ -226,6 +243,7 @@ class SelfAttentionConv2D(keras.layers.Layer):
         self.use_fused_attention = use_fused_attention
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.query_block = None if query_block is None else int(query_block)
 
     # -- construction ------------------------------------------------------------------------
 
@@ -278,6 +296,7 @@ class SelfAttentionConv2D(keras.layers.Layer):
             fused=self.use_fused_attention,
             scores=mode == "scores",
             compute_dtype=self.compute_dtype,
+            query_block=self.query_block,
         )  # context: (B, HW, heads, dv)
         context = ops.reshape(context, (batch, height, width, heads * dv))  # (B, H, W, heads*dv)
         gamma = ops.cast(self.gamma, context.dtype)
@@ -319,6 +338,7 @@ class SelfAttentionConv2D(keras.layers.Layer):
             "use_fused_attention": self.use_fused_attention,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "query_block": self.query_block,
         }
         return {**base, **own}
 

@@ -338,6 +338,12 @@ def test_backend_agrees_with_numpy_reference(backend):
                 for fast, auto in zip(*grads):
                     # atol: bias gradients are sums with cancellation, ~1e-5 of float32 noise
                     np.testing.assert_allclose(fast, auto, rtol=1e-4, atol=1e-4)
+                # attention in blocks of 9 queries (5 blocks, 3 rows padded), jitted
+                layer.query_block = 9
+                blocked = jax.jit(jax.grad(loss), static_argnums=1)(weights, False)
+                np.testing.assert_allclose(layer(x), got, rtol=1e-5, atol=1e-6)
+                for block, whole in zip(blocked, grads[0]):
+                    np.testing.assert_allclose(block, whole, rtol=1e-4, atol=1e-4)
         print(keras.backend.backend())
         """,
         KERAS_BACKEND=backend,

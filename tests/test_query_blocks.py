@@ -1,0 +1,115 @@
+"""SelfAttentionConv2D's attention in blocks of queries: the unblocked results and gradients.
+
+The JAX backend's check is in tests/test_layers.py (test_backend_agrees_with_numpy_reference).
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from attn_search import SelfAttentionConv2D
+from attn_search._attention_ops import BLOCK_BYTES, TRACE_BATCH, query_block_size
+
+
+def _rand(*shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def _twins(x, query_block, **kwargs):
+    """The same layer (same weights) unblocked and with `query_block` rows per block."""
+    whole = SelfAttentionConv2D(activation="tanh", query_block=10_000, **kwargs)
+    whole(x)
+    whole.gamma.assign(0.8)
+    blocked = SelfAttentionConv2D.from_config({**whole.get_config(), "query_block": query_block})
+    blocked(x)
+    blocked.set_weights(whole.get_weights())
+    return whole, blocked
+
+
+CASES = {
+    # one key channel: exact row maxima, factored backward pass
+    "one-key-channel": (dict(), (2, 6, 5, 8), 7),  # 30 queries: 4 blocks of 8, 2 rows padded
+    "heads-kv_pool": (dict(num_heads=3, kv_pool=2, filters=5), (2, 7, 6, 8), 16),
+    "wide-heads": (dict(key_dim=4, value_dim=8, num_heads=2), (2, 6, 6, 8), 5),  # plain backward
+    "one-query-per-block": (dict(num_heads=2, key_dim=2), (1, 4, 4, 8), 1),
+}
+
+
+@pytest.mark.parametrize("kwargs, shape, block", CASES.values(), ids=CASES.keys())
+def test_blocked_matches_unblocked_forward_and_gradient(kwargs, shape, block):
+    import tensorflow as tf
+
+    x = tf.constant(_rand(*shape))
+    results = []
+    for layer in _twins(x, block, **kwargs):
+
+        @tf.function  # graph mode, as in fit: the batch is unknown to the layer
+        def step(inp, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(inp)
+                y = layer(inp)
+                loss = tf.reduce_sum(tf.sin(3.0 * y))
+            return y, tape.gradient(loss, [inp, *layer.trainable_weights])
+
+        step = step.get_concrete_function(tf.TensorSpec((None, *shape[1:]), tf.float32))
+        results.append(step(x))
+    (y_whole, g_whole), (y_blocked, g_blocked) = results
+    np.testing.assert_allclose(y_blocked.numpy(), y_whole.numpy(), rtol=1e-5, atol=1e-6)
+    assert len(g_blocked) == len(g_whole) == 10 + (kwargs.get("filters") is not None) * 2
+    for blocked, whole in zip(g_blocked, g_whole, strict=True):
+        np.testing.assert_allclose(blocked.numpy(), whole.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_blocked_layer_trains_like_the_unblocked_one():
+    x, y = _rand(16, 6, 6, 4), np.arange(16) % 3
+    models = []
+    for block in (10_000, 8):
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential(
+            [
+                keras.Input((6, 6, 4)),
+                SelfAttentionConv2D(num_heads=2, gamma=0.5, query_block=block),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(3, activation="softmax"),
+            ]
+        )
+        # plain SGD: Adam would magnify float rounding in gradients close to zero
+        model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+        models.append(model)
+    for whole, blocked in zip(*(m.get_weights() for m in models), strict=True):
+        np.testing.assert_allclose(blocked, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_block_size_rule():
+    # a small matrix: one block, whatever the batch
+    assert query_block_size(None, 64, 2, 64, 64) == 64
+    assert TRACE_BATCH * 64 * 64 * 4 <= BLOCK_BYTES
+    assert query_block_size(None, None, 2, 64, 64) == 64
+    # 28x28, unknown batch: 41 rows by the bytes, spread evenly as 20 blocks of 40 (39.2)
+    assert query_block_size(None, None, 1, 784, 784) == 40
+    # 32x32, batch 32, one head: 4 MiB / (32 x 1024 keys x 4 bytes) = 32 rows per block
+    assert query_block_size(None, 32, 1, 1024, 1024) == 32
+    assert query_block_size(None, None, 1, 1024, 1024) == 32  # unknown batch: TRACE_BATCH
+    assert query_block_size(None, 8, 4, 1024, 1024) == 32
+    # 64x64, batch 8, 4 heads: 8 rows by the bytes, raised to the minimum of 16
+    assert query_block_size(None, 8, 4, 4096, 4096) == 16
+    # 1000 queries in blocks of at most 128: 8 blocks of 125 rather than 7 of 128 and one of 104
+    assert query_block_size(None, 1, 1, 1000, 8192) == 125
+    # requested: as given, at most the map
+    assert query_block_size(7, 32, 1, 1024, 1024) == 7
+    assert query_block_size(5000, 32, 1, 1024, 1024) == 1024
+
+
+def test_query_block_in_config_and_validated():
+    layer = SelfAttentionConv2D(query_block=64)
+    assert layer.get_config()["query_block"] == 64
+    assert SelfAttentionConv2D.from_config(layer.get_config()).query_block == 64
+    assert SelfAttentionConv2D().get_config()["query_block"] is None
+    for bad in (0, 2.5, "auto"):
+        with pytest.raises(ValueError) as info:
+            SelfAttentionConv2D(query_block=bad)
+        assert str(info.value) == (
+            "`query_block` must be a positive integer (query positions per block) or None "
+            f"(automatic). Received: query_block={bad!r}"
+        )
