@@ -21,7 +21,7 @@ _FACTORED_GRAD_MAX_COLUMNS = 16
 # values, is about this many bytes (a few blocks then fit in the CPU's caches; measured in
 # benchmarks/bench_layer.py), with at least `_MIN_BLOCK_ROWS` rows so that the loop over
 # blocks stays short. The batch is unknown when TensorFlow traces `fit`: then this one.
-BLOCK_BYTES = 4 * 2**20
+BLOCK_BYTES = 2 * 2**20
 _MIN_BLOCK_ROWS = 16
 TRACE_BATCH = 32
 
@@ -305,15 +305,18 @@ def attend(
             scale=scale,
         )  # (B, HW, heads, dv)
         return context, None
+    # Static sizes where the map's are known (TensorFlow traces `fit` with an unknown batch,
+    # and `-1` would then hide them): query blocks need them.
+    queries, keys = _positions(query), _positions(key)
     if heads == 1:
         # One head: no transposes at all.
-        q = ops.reshape(query, (batch, -1, dk))  # (B, HW, dk)
-        k = ops.reshape(key, (batch, -1, dk))  # (B, S, dk)
-        v = ops.reshape(value, (batch, -1, dv))  # (B, S, dv)
+        q = ops.reshape(query, (batch, queries, dk))  # (B, HW, dk)
+        k = ops.reshape(key, (batch, keys, dk))  # (B, S, dk)
+        v = ops.reshape(value, (batch, keys, dv))  # (B, S, dv)
     else:
-        q = ops.transpose(ops.reshape(query, (batch, -1, heads, dk)), (0, 2, 1, 3))
-        k = ops.transpose(ops.reshape(key, (batch, -1, heads, dk)), (0, 2, 1, 3))
-        v = ops.transpose(ops.reshape(value, (batch, -1, heads, dv)), (0, 2, 1, 3))
+        q = ops.transpose(ops.reshape(query, (batch, queries, heads, dk)), (0, 2, 1, 3))
+        k = ops.transpose(ops.reshape(key, (batch, keys, heads, dk)), (0, 2, 1, 3))
+        v = ops.transpose(ops.reshape(value, (batch, keys, heads, dv)), (0, 2, 1, 3))
         # q: (B, heads, HW, dk), k: (B, heads, S, dk), v: (B, heads, S, dv)
     # The softmax runs in float32, also under mixed precision.
     q = ops.cast(q, "float32") * scale
@@ -328,9 +331,8 @@ def attend(
         if heads == 1:
             weights = ops.expand_dims(weights, 1)  # (B, 1, HW, S)
     else:
-        queries, keys = q.shape[-2], k.shape[-2]
         block = None
-        if queries is not None and keys is not None:
+        if queries != -1 and keys != -1:
             block = query_block_size(query_block, query.shape[0], heads, queries, keys)
         if block is None or block >= queries:
             context = softmax_attention(q, k, v32)  # (..., HW, dv)
@@ -340,6 +342,12 @@ def attend(
     if heads > 1:
         context = ops.transpose(context, (0, 2, 1, 3))  # (B, HW, heads, dv)
     return context, weights
+
+
+def _positions(x) -> int:
+    """`H*W` of a `(B, H, W, C)` tensor when both are known, else -1 (for a reshape)."""
+    height, width = x.shape[1], x.shape[2]
+    return -1 if height is None or width is None else int(height) * int(width)
 
 
 def scores_shape(batch, height, width, num_heads: int, kv_pool: int) -> tuple:

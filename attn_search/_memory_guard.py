@@ -11,6 +11,7 @@ import os
 
 import keras
 
+from attn_search._attention_ops import query_block_size
 from attn_search._cnn_plan import layer_name
 from attn_search.errors import ConfigError
 
@@ -52,19 +53,49 @@ def attention_memory_bytes(
     num_heads: int,
     kv_pool: int = 1,
     bytes_per_value: int = 4,
+    query_rows: int | None = None,
 ) -> int:
     """Estimated memory of one attention layer's maps in a training step.
 
-    `batch_size x num_heads x (H*W) x (H_k*W_k) x bytes x 2`, with `H_k = ceil(H / kv_pool)`:
-    a map for the forward pass (kept for the backward pass) and one for its gradient. The
-    measured peak of a training step on TensorFlow/CPU is 1.1 to 1.6 maps
+    `batch_size x num_heads x rows x (H_k*W_k) x bytes x 2`, with `H_k = ceil(H / kv_pool)`
+    and `rows` the query rows whose part of the map is alive at once: all `H*W` without
+    blocks; a map for the forward pass (kept for the backward pass) and one for its gradient.
+    The measured peak of a training step on TensorFlow/CPU is 1.1 to 1.6 maps
     (`benchmarks/bench_memory_guard.py`), so the estimate errs on the safe side.
+
+    Args:
+        query_rows: The layer's block of queries (see `layer_query_rows`), or `None` for
+            the whole map (no blocks, or attention scores requested).
 
     Returns:
         The estimate in bytes.
     """
     keys = math.ceil(height / kv_pool) * math.ceil(width / kv_pool)
-    return batch_size * num_heads * height * width * keys * bytes_per_value * MAPS_PER_STEP
+    rows = height * width if query_rows is None else min(query_rows, height * width)
+    return batch_size * num_heads * rows * keys * bytes_per_value * MAPS_PER_STEP
+
+
+def layer_query_rows(
+    batch_size: int, height: int, width: int, num_heads: int, kv_pool: int = 1
+) -> int:
+    """The query rows a `SelfAttentionConv2D` with automatic blocks attends at once in `fit`.
+
+    The larger of the block for this batch size and the block for an unknown batch:
+    TensorFlow traces `fit` without the batch size, JAX with it.
+    """
+    queries = height * width
+    keys = math.ceil(height / kv_pool) * math.ceil(width / kv_pool)
+    return max(
+        query_block_size(None, batch, num_heads, queries, keys) for batch in (batch_size, None)
+    )
+
+
+def layer_memory_bytes(
+    batch_size: int, height: int, width: int, num_heads: int, kv_pool: int = 1, size: int = 4
+) -> int:
+    """`attention_memory_bytes` of a layer with automatic query blocks."""
+    rows = layer_query_rows(batch_size, height, width, num_heads, kv_pool)
+    return attention_memory_bytes(batch_size, height, width, num_heads, kv_pool, size, rows)
 
 
 def itemsize() -> int:
@@ -99,7 +130,7 @@ def fit_to_budget(
 
     def total(pools):
         return sum(
-            attention_memory_bytes(batch, *shapes[s["placement"]][:2], s["num_heads"], p, size)
+            layer_memory_bytes(batch, *shapes[s["placement"]][:2], s["num_heads"], p, size)
             for s, p in zip(layers, pools, strict=True)
         )
 
@@ -119,9 +150,13 @@ def fit_to_budget(
         height, width = shapes[spec["placement"]][:2]
         heads = spec["num_heads"]
         keys = math.ceil(height / pool) * math.ceil(width / pool)
+        queries = f"{height * width} queries"
+        rows = layer_query_rows(batch, height, width, heads, pool)
+        if rows < height * width:
+            queries = f"{rows} of {height * width} queries at a time"
         parts.append(
             f"{layer_name('attention', spec['placement'], layers, i)}: batch "
-            f"{batch} x {heads} head{'s' if heads > 1 else ''} x {height * width} queries x "
+            f"{batch} x {heads} head{'s' if heads > 1 else ''} x {queries} x "
             f"{keys} keys (kv_pool={pool})"
         )
     details = "; ".join(parts)

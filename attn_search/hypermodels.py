@@ -37,6 +37,7 @@ from attn_search._memory_guard import (
     default_memory_budget_mb,
     fit_to_budget,
     itemsize,
+    layer_memory_bytes,
 )
 from attn_search.errors import ConfigError, MemoryBudgetError
 from attn_search.spaces import FAMILIES, SearchSpace, load_space
@@ -136,7 +137,7 @@ def _attention_layers(model: keras.Model, batch: int) -> tuple[list, list, list,
             config = layer.get_config()
             pools.append(int(config["kv_pool"]))
             _, h, w, _ = layer.input.shape
-            memory += attention_memory_bytes(
+            memory += layer_memory_bytes(
                 batch, h, w, config["num_heads"], config["kv_pool"], itemsize()
             )
         elif layer.name.startswith("matched_") and layer.name.endswith("_conv1"):

@@ -180,7 +180,7 @@ class SelfAttentionConv2D(keras.layers.Layer):
             of keeping the whole matrix (memory-efficient attention, Rabe and Staats 2021):
             memory grows with the block, not the map. The result equals the unblocked one up
             to float rounding. Defaults to `None`: automatic, the whole map at once when the
-            matrix of the batch takes at most 4 MiB, else blocks of about 4 MiB (the batch
+            matrix of the batch takes at most 2 MiB, else blocks of about 2 MiB (the batch
             taken as 32 when unknown, as when TensorFlow traces `fit`). A value `>= H*W` turns
             blocking off.
         kernel_initializer: Initializer of the 1x1 convolutions' kernels.

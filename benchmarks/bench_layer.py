@@ -16,8 +16,15 @@ process, and reported as medians and ratios; peak memory is the peak RSS of a fr
 per variant that builds and trains the model. A second table times one training step of the
 layer alone against the map size, for kv_pool 1, 2 and 4.
 
+A third part (benchmarks/_layer_maps.py) trains a small model at 32x32 and 64x64 maps, 1 and 4
+heads, with the layer's attention in query blocks (the default), unblocked, and
+`keras.layers.MultiHeadAttention` over the flattened map, interleaved; it writes
+results/bench_layer_maps.json.
+
 Usage:
     python benchmarks/bench_layer.py [--rounds 5] [--steps 40] [--out results/bench_layer.json]
+        [--map-rounds 5] [--map-steps 2] [--maps-out results/bench_layer_maps.json]
+        [--only maps|classic]
 """
 
 from __future__ import annotations
@@ -236,15 +243,70 @@ def measure_scaling(sizes=(8, 16, 32, 64), pools=(1, 2, 4), channels=32, batch=8
     return {"channels": channels, "batch": batch, "seconds_per_step": table}
 
 
+def _machine() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+    }
+
+
+def _run_maps(args, argv, maps) -> None:
+    throughput = maps.measure_map_throughput(args.map_rounds, args.map_steps)
+    peaks = maps.measure_map_memory(__file__)
+    result = maps.summarise(throughput, peaks)
+    maps.print_summary(result)
+    result = {
+        "benchmark": "SelfAttentionConv2D at large maps: query blocks vs unblocked vs "
+        "keras.layers.MultiHeadAttention over the flattened map",
+        "command": "python benchmarks/bench_layer.py " + " ".join(argv or sys.argv[1:]),
+        "method": maps.__doc__,
+        "note": "The machine is shared and busy: compare ratios measured in the same run "
+        "(interleaved rounds, paired per round), not absolute samples/s across runs.",
+        "machine": _machine(),
+        "load_average_at_end": os.getloadavg(),
+        "rounds": args.map_rounds,
+        "steps_per_round": args.map_steps,
+        **result,
+        "all_samples_per_second": throughput,
+    }
+    out = Path(args.maps_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=40, help="training steps per timed epoch")
     parser.add_argument("--out", default="results/bench_layer.json")
+    parser.add_argument("--map-rounds", type=int, default=5)
+    parser.add_argument("--map-steps", type=int, default=2, help="training steps per timed fit")
+    parser.add_argument("--maps-out", default="results/bench_layer_maps.json")
+    parser.add_argument("--only", choices=["maps", "classic"], help="run one part only")
     parser.add_argument("--child-memory", help=argparse.SUPPRESS)
+    parser.add_argument("--child-map-memory", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_memory:
         _peak_rss_child(args.child_memory, args.steps)
+        return 0
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _layer_maps
+
+    if args.child_map_memory:
+        _layer_maps.map_memory_child(*json.loads(args.child_map_memory))
+        return 0
+    if args.only != "classic":
+        _run_maps(args, argv, _layer_maps)
+    if args.only == "maps":
         return 0
 
     import keras

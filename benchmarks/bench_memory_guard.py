@@ -7,8 +7,10 @@ of one step on the full batch above the memory held before it: the kernel's high
 (VmHWM in /proc/self/status, reset through /proc/self/clear_refs). TensorFlow allocates CPU
 tensors with malloc, so `tracemalloc` would not see them.
 
-The estimate is `attn_search.hypermodels.attention_memory_bytes`: batch x heads x HW x HW_k x 4
-bytes x 2 (forward and backward). It should be within a factor of 2 of the measured peak.
+The estimate is the guard's, `attn_search._memory_guard.layer_memory_bytes`: batch x heads x
+rows x HW_k x 4 bytes x 2 (forward and backward), where rows is the layer's block of queries
+(all HW when the map is small enough to attend at once). It should be within a factor of 2 of
+the measured peak.
 
 Run (Linux, CPU):
 
@@ -34,6 +36,8 @@ CONFIGS = [
     (16, 16, 16, 128, 4, 1),
     (48, 48, 8, 8, 1, 1),
     (64, 64, 8, 4, 2, 2),
+    (64, 64, 8, 32, 1, 1),
+    (64, 64, 16, 16, 4, 1),
 ]
 
 
@@ -53,7 +57,7 @@ def _measure(height, width, channels, batch, heads, kv_pool) -> dict:
     import keras
     import numpy as np
 
-    from attn_search.hypermodels import attention_memory_bytes
+    from attn_search._memory_guard import layer_memory_bytes
     from attn_search.layers import SelfAttentionConv2D
 
     keras.utils.set_random_seed(0)
@@ -83,7 +87,7 @@ def _measure(height, width, channels, batch, heads, kv_pool) -> dict:
         pass  # the high-water mark then holds the warm-up's (small) peak
     step(batch)
     measured = (_status_kb("VmHWM") - before) * 1024
-    estimate = attention_memory_bytes(batch, height, width, heads, kv_pool)
+    estimate = layer_memory_bytes(batch, height, width, heads, kv_pool)
     return {
         "input": [height, width, channels],
         "batch_size": batch,
@@ -128,7 +132,7 @@ def main(argv=None) -> int:
         "benchmark": "memory guard: estimated attention-map memory vs measured peak RSS of a "
         "training step",
         "command": "python benchmarks/bench_memory_guard.py",
-        "estimate": "batch x heads x HW x HW_k x 4 bytes x 2",
+        "estimate": "batch x heads x rows x HW_k x 4 bytes x 2 (rows: the layer's query block)",
         "measurement": "VmHWM after one train_on_batch minus VmRSS before it, after warm-up "
         "steps with batches of 1 and 2, in a fresh process per configuration",
         "machine": {

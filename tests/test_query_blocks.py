@@ -84,21 +84,46 @@ def test_blocked_layer_trains_like_the_unblocked_one():
 def test_block_size_rule():
     # a small matrix: one block, whatever the batch
     assert query_block_size(None, 64, 2, 64, 64) == 64
-    assert TRACE_BATCH * 64 * 64 * 4 <= BLOCK_BYTES
+    assert TRACE_BATCH * 2 * 64 * 64 * 4 <= BLOCK_BYTES == 2 * 2**20
     assert query_block_size(None, None, 2, 64, 64) == 64
-    # 28x28, unknown batch: 41 rows by the bytes, spread evenly as 20 blocks of 40 (39.2)
-    assert query_block_size(None, None, 1, 784, 784) == 40
-    # 32x32, batch 32, one head: 4 MiB / (32 x 1024 keys x 4 bytes) = 32 rows per block
-    assert query_block_size(None, 32, 1, 1024, 1024) == 32
-    assert query_block_size(None, None, 1, 1024, 1024) == 32  # unknown batch: TRACE_BATCH
-    assert query_block_size(None, 8, 4, 1024, 1024) == 32
-    # 64x64, batch 8, 4 heads: 8 rows by the bytes, raised to the minimum of 16
+    # 32x32, batch 32, one head: 2 MiB / (32 x 1024 keys x 4 bytes) = 16 rows per block
+    assert query_block_size(None, 32, 1, 1024, 1024) == 16
+    assert query_block_size(None, None, 1, 1024, 1024) == 16  # unknown batch: TRACE_BATCH
+    assert query_block_size(None, 4, 1, 1024, 1024) == 128
+    # 64x64, batch 8, 4 heads: 4 rows by the bytes, raised to the minimum of 16
     assert query_block_size(None, 8, 4, 4096, 4096) == 16
-    # 1000 queries in blocks of at most 128: 8 blocks of 125 rather than 7 of 128 and one of 104
-    assert query_block_size(None, 1, 1, 1000, 8192) == 125
+    # 28x28, unknown batch: 20 rows by the bytes; 784 / 20 -> 40 blocks of 20 (19.6)
+    assert query_block_size(None, None, 1, 784, 784) == 20
+    # 1000 queries, 64 rows by the bytes: 16 blocks of 63 rather than 15 of 64 and one of 40
+    assert query_block_size(None, 1, 1, 1000, 8192) == 63
     # requested: as given, at most the map
     assert query_block_size(7, 32, 1, 1024, 1024) == 7
     assert query_block_size(5000, 32, 1, 1024, 1024) == 1024
+
+
+def test_layer_takes_the_blocked_path_with_the_automatic_block(monkeypatch):
+    import attn_search._attention_ops as attention_ops
+
+    calls = []
+    blocked = attention_ops.blocked_softmax_attention
+
+    def spy(q, k, v, block):
+        calls.append((tuple(q.shape), block))
+        return blocked(q, k, v, block)
+
+    monkeypatch.setattr(attention_ops, "blocked_softmax_attention", spy)
+    model = keras.Sequential([keras.Input((32, 32, 8)), SelfAttentionConv2D(num_heads=2)])
+    model.compile("sgd", "mse")
+    x = _rand(3, 32, 32, 8)
+    model.fit(x, x, batch_size=2, epochs=1, verbose=0)  # traced with an unknown batch size
+    # 2 heads x 1024 keys x 4 bytes per row and sample, batch taken as 32: 16 rows per block
+    assert calls and set(calls) == {((None, 2, 1024, 1), 16)}
+    calls.clear()
+    SelfAttentionConv2D(num_heads=2, query_block=100)(x)  # eager: batch 3 known
+    assert calls == [((3, 2, 1024, 1), 100)]
+    calls.clear()
+    SelfAttentionConv2D(num_heads=2)(x[:, :8, :8])  # small: one block, the unblocked path
+    assert calls == []
 
 
 def test_query_block_in_config_and_validated():
@@ -113,3 +138,30 @@ def test_query_block_in_config_and_validated():
             "`query_block` must be a positive integer (query positions per block) or None "
             f"(automatic). Received: query_block={bad!r}"
         )
+
+
+def test_memory_guard_counts_one_block_of_queries():
+    from attn_search._memory_guard import (
+        attention_memory_bytes,
+        fit_to_budget,
+        layer_memory_bytes,
+        layer_query_rows,
+    )
+
+    # 64x64, batch 32, one head: 16 query rows at a time instead of 4096
+    assert layer_query_rows(32, 64, 64, 1) == 16
+    assert layer_memory_bytes(32, 64, 64, 1) == 32 * 16 * 4096 * 4 * 2
+    assert layer_memory_bytes(32, 64, 64, 1) == attention_memory_bytes(32, 64, 64, 1) // 256
+    # batch 4 at 32x32: 128 rows for this batch, 16 for an unknown one; the larger counts
+    assert layer_query_rows(4, 32, 32, 1) == 128
+    # small maps: the whole map, as before
+    assert layer_memory_bytes(64, 8, 8, 2) == attention_memory_bytes(64, 8, 8, 2)
+    layers = [{"placement": 0, "num_heads": 1, "kv_pool": 1}]
+    assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 100.0, None) is None  # 16 MB
+    assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 10.0, None) == (
+        "The attention maps would need about 16.0 MB in a training step (attention_at_input: "
+        "batch 32 x 1 head x 16 of 4096 queries at a time x 4096 keys (kv_pool=1); x 4 bytes x "
+        "2 for forward and backward), over the memory budget of 10.0 MB. Lower "
+        "train/batch_size, allow a larger attention.kv_pool, place attention deeper, or raise "
+        "memory_budget_mb."
+    )
