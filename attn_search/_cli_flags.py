@@ -132,6 +132,7 @@ def _flag_kwargs(flag: str, name: str, kind: str, help: str) -> dict[str, Any]:
         "non_negative_int": _non_negative_int,
         "positive_float": _positive_float,
         "image_size": lambda _: _image_size,
+        "precision": lambda flag: choice(flag, ("float16", "bfloat16")),
     }
     if kind not in types:
         raise ValueError(f"`kind` of RunConfig.{name} is unknown. Received: kind={kind!r}")

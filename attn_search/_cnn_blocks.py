@@ -184,7 +184,10 @@ def classifier_head(x, head: dict, num_classes: int):
         x = keras.layers.Dense(head["dense"], activation="relu", name="head_dense")(x)
     if head["dropout"] > 0:
         x = keras.layers.Dropout(head["dropout"], name="head_dropout")(x)
-    return keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+    # float32 even under mixed precision: a float16 softmax would round small probabilities
+    return keras.layers.Dense(
+        num_classes, activation="softmax", name="classifier", dtype="float32"
+    )(x)
 
 
 def optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

@@ -173,16 +173,10 @@ class SelfAttentionConv2D(keras.layers.Layer):
             backends, which have fused kernels, when no scores are requested, the compute dtype
             is float32 and `key_dim == value_dim`; on TensorFlow the explicit matmul path,
             which measured faster there (see `benchmarks/bench_layer.py`).
-        query_block: How many query positions the explicit path (no scores, not fused)
-            attends at a time. Each query's softmax needs only its own row of the
-            `(H*W, H_k*W_k)` attention matrix, so blocks of queries are computed one after
-            another, and the backward pass recomputes each block's piece of the matrix instead
-            of keeping the whole matrix (memory-efficient attention, Rabe and Staats 2021):
-            memory grows with the block, not the map. The result equals the unblocked one up
-            to float rounding. Defaults to `None`: automatic, the whole map at once when the
-            matrix of the batch takes at most 2 MiB, else blocks of about 2 MiB (the batch
-            taken as 32 when unknown, as when TensorFlow traces `fit`). A value `>= H*W` turns
-            blocking off.
+        query_block: Query positions attended at a time on the default path (no scores,
+            not fused), the backward pass recomputing each block's part of the attention
+            matrix: memory grows with the block, not the map. Defaults to `None`: automatic
+            (about 2 MiB of the matrix per block); a value `>= H*W` turns blocks off.
         kernel_initializer: Initializer of the 1x1 convolutions' kernels.
             Defaults to `"glorot_uniform"`.
         kernel_regularizer: Regularizer of the 1x1 convolutions' kernels. Defaults to `None`.

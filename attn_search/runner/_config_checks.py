@@ -74,6 +74,12 @@ def _count(name: str, value: Any, optional: bool) -> None:
         raise ConfigError(f"`{name}` must be 0, 1 or 2. Received: {name}={value!r}")
 
 
+def _precision(name: str, value: Any, optional: bool) -> None:
+    if value not in (None, "float16", "bfloat16"):
+        rule = "'float16', 'bfloat16' or None (float32)"
+        raise ConfigError(f"`{name}` must be {rule}. Received: {name}={value!r}")
+
+
 def _key(value: Any) -> Any:
     return value.strip().lower().replace("_", "-") if isinstance(value, str) else value
 

@@ -27,6 +27,7 @@ from attn_search.runner._config_checks import (
     _image_size,
     _int,
     _number,
+    _precision,
     _text,
 )
 
@@ -40,8 +41,8 @@ def _field(default: Any, group: str, help: str, kind: str = "text", **extra: Any
     """A dataclass field with its command-line declaration (see the module docstring).
 
     kind: "text", "positive_int", "non_negative_int", "positive_float", "image_size",
-    "flag" (a switch), "count" (-v, -vv), or "engine" / "engine_option" (choices that the
-    engines declare).
+    "precision", "flag" (a switch), "count" (-v, -vv), or "engine" / "engine_option" (choices
+    that the engines declare).
     """
     return dataclasses.field(
         default=default, metadata={"group": group, "help": help, "kind": kind, **extra}
@@ -53,6 +54,9 @@ _CACHE_HELP = (
     "(for data larger than memory); deleted at the end of the run"
 )
 _KEEP_CACHE_HELP = "--cache, and keep RUN_DIR/cache/ after the run (a --resume reads it again)"
+_SEED_HELP = "seed of the split, the sampler and every model"
+_PRECISION_HELP = "compute in float16 or bfloat16 (weights, attention softmax and outputs: float32)"
+_JIT_HELP = "compile training steps with XLA. Defaults to Keras' choice (on TensorFlow: GPU only)."
 
 # Declared here, not in the class, to keep RunConfig within the size limit.
 _SPACE = _field(
@@ -121,6 +125,7 @@ class RunConfig:
             them) instead of stopping. Defaults to `False`.
         cache: Keep a streamed folder's decoded images in `<out>/cache/`. Defaults to `False`.
         keep_cache: `cache`, and the cache stays after the run. Defaults to `False`.
+        mixed_precision, jit_compile: "float16"/"bfloat16" compute; XLA. Defaults: `None`, `False`.
         memory_budget_mb: Budget for attention maps; larger configurations fail. Defaults to
             `None` (the hypermodel's default).
         max_consecutive_failures: Failed trials in a row that stop the search. Defaults to 5.
@@ -156,12 +161,7 @@ class RunConfig:
         kind="positive_float",
         metavar="SECONDS",
     )
-    seed: int = _field(
-        0,
-        "how to search",
-        "seed of the split, the sampler and every model",
-        kind="non_negative_int",
-    )
+    seed: int = _field(0, "how to search", _SEED_HELP, kind="non_negative_int")
     finalists: int = _field(
         2,
         "budget",
@@ -213,6 +213,8 @@ class RunConfig:
     )
     cache: bool = _field(False, "where to write", _CACHE_HELP, kind="flag")
     keep_cache: bool = _field(False, "where to write", _KEEP_CACHE_HELP, kind="flag")
+    mixed_precision: str | None = _field(None, "how to search", _PRECISION_HELP, kind="precision")
+    jit_compile: bool = _field(False, "how to search", _JIT_HELP, kind="flag")
     memory_budget_mb: float | None = _field(
         None,
         "budget",
@@ -354,4 +356,5 @@ _CHECKS = {
     "image_size": _image_size,
     "flag": _flag,
     "count": _count,
+    "precision": _precision,
 }

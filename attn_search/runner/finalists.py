@@ -144,16 +144,16 @@ def run_group(run: Run, group: planning.FitGroup, reuse: Any = None) -> tuple[li
 
 def _fused_group(run: Run, group: planning.FitGroup, reuse: Any) -> tuple[list, Any]:
     """The group's networks trained and tested together, each as it would be alone."""
-    import keras
 
     from attn_search.hypermodels import early_stopping_callback
     from attn_search.runner import _fused
+    from attn_search.runner._compute import clear_session
     from attn_search.runner.training import reinitialize
 
     key = ("group", int(group.record["trial_id"]), group.families)
     if reuse is None or reuse[0] != key:
         reuse = None
-        keras.backend.clear_session()  # collects garbage too
+        clear_session()  # collects garbage too
     hp = _hp(group.record)
     hypermodels = {f: run.hypermodels[f] for f in group.families}
     built = _fused.build_group(hypermodels, hp, group.seed)
@@ -273,12 +273,13 @@ def _fit_one(run: Run, fit: planning.FinalistFit, reuse):
     """Trains and tests one network alone; returns its entry and what the next fit may reuse."""
     import keras
 
+    from attn_search.runner._compute import clear_session
     from attn_search.runner.training import fit as fit_model
     from attn_search.runner.training import reinitialize
 
     if reuse is None or reuse[0] != (fit.rank, fit.family):
         reuse = None
-        keras.backend.clear_session()  # collects garbage too
+        clear_session()  # collects garbage too
     keras.utils.set_random_seed(fit.seed)
     hypermodel = run.hypermodels[fit.family]
     hp = _hp(fit.record)

@@ -133,6 +133,7 @@ def run_trial(run: Run, trial: EngineTrial, records: list[dict[str, Any]]) -> di
     failed trial (NaN, out of memory, any exception): the record says `failed` and why."""
     import keras
 
+    from attn_search.runner._compute import clear_session
     from attn_search.runner.training import fit
 
     c = run.config
@@ -145,7 +146,7 @@ def run_trial(run: Run, trial: EngineTrial, records: list[dict[str, Any]]) -> di
         records=records,
     )
     seed = c.seed + trial.number
-    keras.backend.clear_session()  # and garbage collection: memory stays flat over trials
+    clear_session()  # and garbage collection: memory stays flat over trials
     keras.utils.set_random_seed(seed)
     record: dict[str, Any] = {
         "trial_id": trial.number,

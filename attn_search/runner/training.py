@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from attn_search.engines.base import EngineTrial
+from attn_search.runner._compute import apply_jit
 from attn_search.runner._fit_progress import FitProgressCallback
 from attn_search.runner.progress import Progress
 
@@ -111,6 +112,7 @@ def fit(
         n_train = int(data.info.sizes.get("train", 0))
         steps = n_train // batch if n_train >= 2 * batch else math.ceil(n_train / batch)
         callbacks.append(FitProgressCallback(progress, epochs, steps or None))
+    apply_jit(model)  # --jit-compile
     build_for_fit(model, train)
     t0 = time.monotonic()
     history = hypermodel.fit(
