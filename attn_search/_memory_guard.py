@@ -19,6 +19,10 @@ from attn_search.errors import ConfigError
 # on TensorFlow/CPU (benchmarks/bench_memory_guard.py, results/bench_memory_guard.json): 1.1 to
 # 1.6 maps above the memory held before the step; 2 keeps the guard on the safe side.
 MAPS_PER_STEP = 2
+# With query blocks the maps no longer dominate a step: the layer's per-position tensors do (its
+# convolutions, the saved context, their gradients, and what the allocator keeps), measured at
+# 1.4 to 3.6 KB per query position and example (benchmarks/bench_memory_guard.py); counted then.
+BLOCKED_BYTES_PER_QUERY = 4096
 
 
 def default_memory_budget_mb() -> float:
@@ -61,7 +65,8 @@ def attention_memory_bytes(
     and `rows` the query rows whose part of the map is alive at once: all `H*W` without
     blocks; a map for the forward pass (kept for the backward pass) and one for its gradient.
     The measured peak of a training step on TensorFlow/CPU is 1.1 to 1.6 maps
-    (`benchmarks/bench_memory_guard.py`), so the estimate errs on the safe side.
+    (`benchmarks/bench_memory_guard.py`), so the estimate errs on the safe side. With blocks,
+    plus `batch_size x H*W x BLOCKED_BYTES_PER_QUERY` for the layer's other tensors.
 
     Args:
         query_rows: The layer's block of queries (see `layer_query_rows`), or `None` for
@@ -72,7 +77,10 @@ def attention_memory_bytes(
     """
     keys = math.ceil(height / kv_pool) * math.ceil(width / kv_pool)
     rows = height * width if query_rows is None else min(query_rows, height * width)
-    return batch_size * num_heads * rows * keys * bytes_per_value * MAPS_PER_STEP
+    maps = batch_size * num_heads * rows * keys * bytes_per_value * MAPS_PER_STEP
+    if rows < height * width:  # blocks: the per-position tensors
+        maps += batch_size * height * width * BLOCKED_BYTES_PER_QUERY
+    return maps
 
 
 def layer_query_rows(

@@ -150,18 +150,19 @@ def test_memory_guard_counts_one_block_of_queries():
 
     # 64x64, batch 32, one head: 16 query rows at a time instead of 4096
     assert layer_query_rows(32, 64, 64, 1) == 16
-    assert layer_memory_bytes(32, 64, 64, 1) == 32 * 16 * 4096 * 4 * 2
-    assert layer_memory_bytes(32, 64, 64, 1) == attention_memory_bytes(32, 64, 64, 1) // 256
+    # the block's maps, plus 4 KB per query position and example for the layer's other tensors
+    assert layer_memory_bytes(32, 64, 64, 1) == 32 * 16 * 4096 * 4 * 2 + 32 * 4096 * 4096
+    assert attention_memory_bytes(32, 64, 64, 1) == 32 * 4096 * 4096 * 4 * 2  # unblocked: 4 GiB
     # batch 4 at 32x32: 128 rows for this batch, 16 for an unknown one; the larger counts
     assert layer_query_rows(4, 32, 32, 1) == 128
     # small maps: the whole map, as before
     assert layer_memory_bytes(64, 8, 8, 2) == attention_memory_bytes(64, 8, 8, 2)
     layers = [{"placement": 0, "num_heads": 1, "kv_pool": 1}]
-    assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 100.0, None) is None  # 16 MB
-    assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 10.0, None) == (
-        "The attention maps would need about 16.0 MB in a training step (attention_at_input: "
+    assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 600.0, None) is None  # 528 MB
+    assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 500.0, None) == (
+        "The attention maps would need about 528.0 MB in a training step (attention_at_input: "
         "batch 32 x 1 head x 16 of 4096 queries at a time x 4096 keys (kv_pool=1); x 4 bytes x "
-        "2 for forward and backward), over the memory budget of 10.0 MB. Lower "
+        "2 for forward and backward), over the memory budget of 500.0 MB. Lower "
         "train/batch_size, allow a larger attention.kv_pool, place attention deeper, or raise "
         "memory_budget_mb."
     )
