@@ -9,8 +9,8 @@ tensors with malloc, so `tracemalloc` would not see them.
 
 The estimate is the guard's, `attn_search._memory_guard.layer_memory_bytes`: batch x heads x
 rows x HW_k x 4 bytes x 2 (forward and backward), where rows is the layer's block of queries
-(all HW when the map is small enough to attend at once). It should be within a factor of 2 of
-the measured peak.
+(all HW when the map is small enough to attend at once), plus 4 KB per query position and
+example with blocks. It should be within a factor of 2 of the measured peak, and above it.
 
 Run (Linux, CPU):
 
@@ -132,7 +132,8 @@ def main(argv=None) -> int:
         "benchmark": "memory guard: estimated attention-map memory vs measured peak RSS of a "
         "training step",
         "command": "python benchmarks/bench_memory_guard.py",
-        "estimate": "batch x heads x rows x HW_k x 4 bytes x 2 (rows: the layer's query block)",
+        "estimate": "batch x heads x rows x HW_k x 4 bytes x 2 (rows: the layer's query "
+        "block), plus batch x HW x 4 KB with blocks (_memory_guard.layer_memory_bytes)",
         "measurement": "VmHWM after one train_on_batch minus VmRSS before it, after warm-up "
         "steps with batches of 1 and 2, in a fresh process per configuration",
         "machine": {
