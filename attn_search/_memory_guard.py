@@ -21,8 +21,10 @@ from attn_search.errors import ConfigError
 MAPS_PER_STEP = 2
 # With query blocks the maps no longer dominate a step: the layer's per-position tensors do (its
 # convolutions, the saved context, their gradients, and what the allocator keeps), measured at
-# 1.4 to 3.6 KB per query position and example (benchmarks/bench_memory_guard.py); counted then.
-BLOCKED_BYTES_PER_QUERY = 4096
+# 0.9 to 5.5 KB per query position and example, growing with the heads
+# (benchmarks/bench_memory_guard.py); counted then, as 2 KB + 1 KB per head.
+BLOCKED_BYTES_PER_QUERY = 2048
+BLOCKED_BYTES_PER_QUERY_AND_HEAD = 1024
 
 
 def default_memory_budget_mb() -> float:
@@ -66,7 +68,7 @@ def attention_memory_bytes(
     blocks; a map for the forward pass (kept for the backward pass) and one for its gradient.
     The measured peak of a training step on TensorFlow/CPU is 1.1 to 1.6 maps
     (`benchmarks/bench_memory_guard.py`), so the estimate errs on the safe side. With blocks,
-    plus `batch_size x H*W x BLOCKED_BYTES_PER_QUERY` for the layer's other tensors.
+    plus `batch_size x H*W x (2 KB + 1 KB x num_heads)` for the layer's other tensors.
 
     Args:
         query_rows: The layer's block of queries (see `layer_query_rows`), or `None` for
@@ -79,7 +81,8 @@ def attention_memory_bytes(
     rows = height * width if query_rows is None else min(query_rows, height * width)
     maps = batch_size * num_heads * rows * keys * bytes_per_value * MAPS_PER_STEP
     if rows < height * width:  # blocks: the per-position tensors
-        maps += batch_size * height * width * BLOCKED_BYTES_PER_QUERY
+        per_query = BLOCKED_BYTES_PER_QUERY + num_heads * BLOCKED_BYTES_PER_QUERY_AND_HEAD
+        maps += batch_size * height * width * per_query
     return maps
 
 

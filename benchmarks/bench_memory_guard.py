@@ -9,8 +9,9 @@ tensors with malloc, so `tracemalloc` would not see them.
 
 The estimate is the guard's, `attn_search._memory_guard.layer_memory_bytes`: batch x heads x
 rows x HW_k x 4 bytes x 2 (forward and backward), where rows is the layer's block of queries
-(all HW when the map is small enough to attend at once), plus 4 KB per query position and
-example with blocks. It should be within a factor of 2 of the measured peak, and above it.
+(all HW when the map is small enough to attend at once), plus 2 KB + 1 KB per head per query
+position and example with blocks. It should be within a factor of 2 of the measured peak, and
+above it.
 
 Run (Linux, CPU):
 
@@ -133,7 +134,8 @@ def main(argv=None) -> int:
         "training step",
         "command": "python benchmarks/bench_memory_guard.py",
         "estimate": "batch x heads x rows x HW_k x 4 bytes x 2 (rows: the layer's query "
-        "block), plus batch x HW x 4 KB with blocks (_memory_guard.layer_memory_bytes)",
+        "block), plus batch x HW x (2 KB + 1 KB x heads) with blocks "
+        "(_memory_guard.layer_memory_bytes)",
         "measurement": "VmHWM after one train_on_batch minus VmRSS before it, after warm-up "
         "steps with batches of 1 and 2, in a fresh process per configuration",
         "machine": {

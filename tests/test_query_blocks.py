@@ -150,19 +150,21 @@ def test_memory_guard_counts_one_block_of_queries():
 
     # 64x64, batch 32, one head: 16 query rows at a time instead of 4096
     assert layer_query_rows(32, 64, 64, 1) == 16
-    # the block's maps, plus 4 KB per query position and example for the layer's other tensors
-    assert layer_memory_bytes(32, 64, 64, 1) == 32 * 16 * 4096 * 4 * 2 + 32 * 4096 * 4096
+    # the block's maps, plus 2 KB + 1 KB per head per query position and example for the
+    # layer's other tensors
+    assert layer_memory_bytes(32, 64, 64, 1) == 32 * 16 * 4096 * 4 * 2 + 32 * 4096 * 3072
+    assert layer_memory_bytes(32, 64, 64, 4) == 32 * 4 * 16 * 4096 * 4 * 2 + 32 * 4096 * 6144
     assert attention_memory_bytes(32, 64, 64, 1) == 32 * 4096 * 4096 * 4 * 2  # unblocked: 4 GiB
     # batch 4 at 32x32: 128 rows for this batch, 16 for an unknown one; the larger counts
     assert layer_query_rows(4, 32, 32, 1) == 128
     # small maps: the whole map, as before
     assert layer_memory_bytes(64, 8, 8, 2) == attention_memory_bytes(64, 8, 8, 2)
     layers = [{"placement": 0, "num_heads": 1, "kv_pool": 1}]
-    assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 600.0, None) is None  # 528 MB
-    assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 500.0, None) == (
-        "The attention maps would need about 528.0 MB in a training step (attention_at_input: "
+    assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 500.0, None) is None  # 400 MB
+    assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 300.0, None) == (
+        "The attention maps would need about 400.0 MB in a training step (attention_at_input: "
         "batch 32 x 1 head x 16 of 4096 queries at a time x 4096 keys (kv_pool=1); x 4 bytes x "
-        "2 for forward and backward), over the memory budget of 500.0 MB. Lower "
+        "2 for forward and backward), over the memory budget of 300.0 MB. Lower "
         "train/batch_size, allow a larger attention.kv_pool, place attention deeper, or raise "
         "memory_budget_mb."
     )
