@@ -297,3 +297,24 @@ def test_private_keras_tuner_state_format(tmp_path, hypermodel):
         [],
     )
     assert not _private.reconcile_oracle_state(state, statuses, recorded={"1"})
+
+
+def test_a_dead_workers_reused_process_id_does_not_keep_its_trial_alive():
+    """On a busy machine a dead worker's process id is soon another process's: the start time
+    recorded with the trial's worker tells them apart."""
+    import socket
+
+    from attn_search.engines.base import process_start, worker_is_dead
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        worker = f"{socket.gethostname()}:{other.pid}"
+        started = process_start(other.pid)
+        assert isinstance(started, int)
+        assert not worker_is_dead(worker, started)  # the very process: alive
+        assert not worker_is_dead(worker)  # no start time recorded: the id alone decides
+        assert worker_is_dead(worker, started - 1)  # the id now names a later process
+    finally:
+        other.kill()
+        other.wait()
+    assert worker_is_dead(worker, started)

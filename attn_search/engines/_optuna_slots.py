@@ -15,15 +15,17 @@ the shared finalist stage.
 from __future__ import annotations
 
 import datetime
+import os
 import warnings
 from typing import Any
 
 from attn_search.engines._optuna_storage import Heartbeat, is_local, uses_heartbeat
-from attn_search.engines.base import worker_id, worker_is_dead
+from attn_search.engines.base import process_start, worker_id, worker_is_dead
 
 SLOT = "slot"
 SURPLUS = "surplus"
 WORKER = "worker"
+WORKER_START = "worker_start"
 RERUN_OF = "rerun_of"
 INTERRUPTED = "interrupted"
 PLAN = "plan"
@@ -103,6 +105,7 @@ class SlotStudy:
             warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
             trial = self.study.ask()
         trial.set_user_attr(WORKER, worker_id())
+        trial.set_user_attr(WORKER_START, process_start(os.getpid()))
         slot = trial.user_attrs.get(SLOT)
         if slot is None:
             below = [
@@ -144,7 +147,8 @@ class SlotStudy:
             worker = t.user_attrs.get(WORKER, "unknown worker")
             error = f"interrupted: the process running this trial stopped ({worker})"
             if t.state == TrialState.RUNNING and (
-                worker_is_dead(t.user_attrs.get(WORKER)) or self._unclaimed(t)
+                worker_is_dead(t.user_attrs.get(WORKER), t.user_attrs.get(WORKER_START))
+                or self._unclaimed(t)
             ):
                 self.fail_and_requeue(t, error)
             elif (

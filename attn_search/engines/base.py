@@ -18,6 +18,7 @@ import abc
 import dataclasses
 import math
 import os
+import pathlib
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -31,6 +32,7 @@ __all__ = [
     "EngineTrial",
     "TrialPlan",
     "clean_record",
+    "process_start",
     "worker_id",
     "worker_is_dead",
 ]
@@ -303,8 +305,29 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def worker_is_dead(worker: str | None) -> bool:
-    """Whether `worker` (a `worker_id()`) names a process on this host that no longer runs."""
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, from /proc), or `None` if unknown.
+
+    A process id alone does not name a process for long: on a busy machine the kernel hands a
+    dead worker's id to a new process or thread within minutes, so a trial's worker is
+    recorded with its start time too.
+    """
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
+
+
+def worker_is_dead(worker: str | None, started: int | None = None) -> bool:
+    """Whether `worker` (a `worker_id()`) names a process on this host that no longer runs.
+
+    Args:
+        worker: The trial's `worker_id()`.
+        started: That process's `process_start` when it claimed the trial, if recorded: a
+            process now running under the same id but started at another time is not it.
+    """
     if not worker or ":" not in worker:
         return False
     host, _, pid = worker.rpartition(":")
@@ -318,7 +341,8 @@ def worker_is_dead(worker: str | None) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    now = process_start(int(pid))
+    return started is not None and now is not None and now != started
 
 
 def clean_record(value: Any) -> Any:
