@@ -16,16 +16,19 @@ def main() -> int:
     import time
 
     from attn_search.errors import AttnSearchError
-    from attn_search.runner import RunConfig, _execute, _quiet_retracing
+    from attn_search.runner import RunConfig, _execute, _frozen_heap, _quiet_retracing
+    from attn_search.runner._compute import compute_options
     from attn_search.runner.progress import ProgressPrinter
     from attn_search.runner.setup import open_run
 
     try:
         config = RunConfig(**json.loads(sys.stdin.read()))
         config.validate()
-        with _quiet_retracing(config.verbose):
+        accelerate = compute_options(config.mixed_precision, config.jit_compile)
+        with _quiet_retracing(config.verbose), accelerate:
             run = open_run(config, ProgressPrinter(config.trials, quiet=config.quiet))
-            _execute(run, time.monotonic(), report=False)  # the run folder's one report
+            with _frozen_heap():
+                _execute(run, time.monotonic(), report=False)  # the run folder's one report
     except KeyboardInterrupt:
         return 130
     except AttnSearchError as error:
