@@ -87,7 +87,7 @@ OUTPUTS = (
     *(name for engine in ENGINES for name in engine_class(engine).files),  # their storage
 )
 #: config.yaml keys that must agree for a folder to be resumed.
-IDENTITY = ("dataset", "space", "engine", "seed", "max_epochs")
+IDENTITY = ("dataset", "space", "engine", "seed", "max_epochs", "cv")
 #: run.json's top-level keys and what they hold (the report reads these, nothing else).
 RUN_SCHEMA = {
     "status": "running, complete, stopped, interrupted or failed",
@@ -230,11 +230,11 @@ class RunFolder:
                     f"Received: out={where!r}"
                 )
             else:
-                diffs = [k for k in IDENTITY if _canon(saved.get(k)) != _canon(resolved.get(k))]
+                was, now = _identity(saved), _identity(resolved)
+                diffs = [k for k in IDENTITY if _canon(was[k]) != _canon(now[k])]
                 if diffs:
                     detail = "; ".join(
-                        f"{k}: {_brief(saved.get(k))} there, {_brief(resolved.get(k))} here"
-                        for k in diffs
+                        f"{k}: {_brief(was[k])} there, {_brief(now[k])} here" for k in diffs
                     )
                     raise RunDirError(
                         f"`out` holds a run with another configuration ({detail}). Resume it "
@@ -380,6 +380,13 @@ def _write_json(path: pathlib.Path, data: Any) -> None:
     from attn_search.engines.base import clean_record
 
     write_text_atomic(path, json.dumps(clean_record(data), indent=2) + "\n")
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    """A config.yaml's `IDENTITY` values; of `cv` only its folds (`repeats` may grow)."""
+    values = {k: config.get(k) for k in IDENTITY}
+    values["cv"] = int((config.get("cv") or {}).get("k") or 0)
+    return values
 
 
 def _canon(value: Any) -> str:

@@ -186,6 +186,13 @@ def _check_folder_of_another_run_is_refused(small_run):
         "the same configuration, choose another folder, or pass overwrite=True to replace it. "
         f"Received: out={str(out)!r}"
     )
+    with pytest.raises(RunDirError) as info:  # held-out finalists, then folds: not mixed
+        run_search(_config(engine, out, cv=3))
+    assert str(info.value) == (
+        "`out` holds a run with another configuration (cv: 0 there, 3 here). Resume it with "
+        "the same configuration, choose another folder, or pass overwrite=True to replace it. "
+        f"Received: out={str(out)!r}"
+    )
 
 
 def test_folder_that_is_not_a_run_is_refused(tmp_path, monkeypatch):
