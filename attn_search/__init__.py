@@ -40,6 +40,7 @@ _LAZY = {
     "load_space": "attn_search.spaces",
     "SearchSpace": "attn_search.spaces",
     "AttentionCNN": "attn_search.hypermodels",
+    "BackboneHyperModel": "attn_search._backbone_hypermodel",
     "insert_attention": "attn_search.backbones",
     "attention_points": "attn_search.backbones",
     "run_search": "attn_search.runner",

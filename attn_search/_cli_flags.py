@@ -133,6 +133,7 @@ def _flag_kwargs(flag: str, name: str, kind: str, help: str) -> dict[str, Any]:
         "positive_float": _positive_float,
         "image_size": lambda _: _image_size,
         "precision": lambda flag: choice(flag, ("float16", "bfloat16")),
+        "backbone": lambda _: str,
     }
     if kind not in types:
         raise ValueError(f"`kind` of RunConfig.{name} is unknown. Received: kind={kind!r}")

@@ -82,6 +82,8 @@ def layer_name(family: str, placement: int, layers: list, index: int) -> str:
     """The name of the plan's `index`-th attention (or matched) layer."""
     prefix = "attention" if family == "attention" else "matched"
     base = f"{prefix}_at_input" if placement == 0 else f"{prefix}_after_block{placement}"
+    if isinstance(placement, str):  # a backbone's point: the name of the layer it follows
+        base = f"{prefix}_after_{placement}"
     same = [i for i, s in enumerate(layers) if s["placement"] == placement]
     rank = same.index(index)
     return base if rank == 0 else f"{base}_{rank + 1}"

@@ -79,6 +79,7 @@ def _gamma_section(doc: Document, folder: RunFolder, board: Any) -> None:
                     continue
                 where = blocks[i] if i < len(blocks) else "?"
                 group = f"after block {where}" if where != "0" else "first layer"
+                group = group if where.isdigit() or where == "?" else f"after {where}"
                 if len(blocks) > 1:
                     group += f"\n(of {'+'.join(blocks)})"
                 init = row.get(f"attention/{i}/gamma")

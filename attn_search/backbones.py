@@ -77,7 +77,8 @@ def _walk(model, insert: dict[str, dict] | None = None):
 
     Args:
         model: A Functional or Sequential model (checked by `_check_model`).
-        insert: Layer name -> the `SelfAttentionConv2D` options for the layer to follow it.
+        insert: Layer name -> the `SelfAttentionConv2D` options for the layer to follow it,
+            or the layer itself.
             Attention follows only calls whose output is a feature map; the caller checks.
 
     Returns:
@@ -94,6 +95,8 @@ def _walk(model, insert: dict[str, dict] | None = None):
     def attention_for(layer, call):
         if layer.name not in insert or _feature_map_problem(call, 1) is not None:
             return None
+        if isinstance(insert[layer.name], keras.layers.Layer):  # a layer given whole
+            return insert[layer.name]
         # A graph may also hold bare operations (`x + y`), which have no dtype policy.
         policy = getattr(layer, "dtype_policy", None)
         options = {**({"dtype": policy} if policy is not None else {}), **insert[layer.name]}
@@ -366,9 +369,23 @@ def insert_attention(
             )
     options = {"gamma": 0.0, **layer_options}
     SelfAttentionConv2D(**options)  # checks the options before the model is walked
+    return _insert(model, after, lambda name: options)
+
+
+def insert_layers_after(model: keras.Model, layers: dict[str, keras.layers.Layer]) -> keras.Model:
+    """`insert_attention` with the layers given: `layers[name]` follows layer `name`.
+
+    Each given layer must keep its input's shape (an attention layer, or a residual block
+    wrapped as a model). The search's backbone hypermodel uses it for per-point options and
+    its matched twin. Raises the `ConfigError`s of `insert_attention`.
+    """
+    return _insert(model, list(layers), layers.__getitem__)
+
+
+def _insert(model, after, make) -> keras.Model:
     calls, valid, stage_ends = _points(model)
     calls_by_name = {}
     for call in calls:
         calls_by_name.setdefault(call.layer.name, call)
     names = _check_after(after, calls_by_name, valid, stage_ends)
-    return _walk(model, {name: options for name in names})[3]
+    return _walk(model, {name: make(name) for name in names})[3]

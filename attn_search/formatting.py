@@ -33,6 +33,7 @@ __all__ = [
     "records_table",
     "frame_cells",
     "placement_label",
+    "point_label",
 ]
 
 #: Words in a column name that mark a measured quantity: its floats always keep decimals.
@@ -224,6 +225,12 @@ def placement_label(placements: Any) -> str:
         return placements
     items = [str(p) for p in placements]
     return "+".join(items) if items else "none"
+
+
+def point_label(name: str, shape: Any) -> str:
+    """A backbone's attention point and its resolution: `"conv3_block4_out (8x8)"`."""
+    height, width = shape[:2]
+    return f"{name} ({height}x{width})"
 
 
 def mask_url(url: str) -> str:

@@ -28,6 +28,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
+from attn_search._backbone_spec import check_settings, default_settings
 from attn_search._space_params import Checker, Param, Rule, number_text, value_text
 from attn_search.errors import SearchSpaceError
 
@@ -74,6 +75,9 @@ class SearchSpace:
             it is fixed to "none" (left out then, so a space without augmentation reads, and
             samples, exactly as before the key existed).
         early_stopping: `{"monitor", "patience", "min_delta"}`, or `None` for no early stopping.
+        network: The network attention goes into, from `backbone.model` (`"cnn"`, the default:
+            the small CNN above; a `keras.applications` name; or `file.py:function`),
+            `backbone.weights`, `backbone.options` and `backbone.points`.
 
     Example:
     >>> from attn_search.spaces import load_space
@@ -92,6 +96,9 @@ class SearchSpace:
     baseline_share: float
     training: Mapping[str, Param]
     early_stopping: Mapping[str, Any] | None
+    # The network attention goes into (backbone.model, weights, options, points): see
+    # attn_search._backbone_spec. The default is the small CNN of `backbone`'s other keys.
+    network: Mapping[str, Any] = dataclasses.field(default_factory=default_settings)
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -114,10 +121,15 @@ class SearchSpace:
         training["early_stopping"] = (
             False if self.early_stopping is None else dict(self.early_stopping)
         )
+        backbone = {k: p.to_plain() for k, p in self.backbone.items()}
+        backbone.update(
+            {k: list(v) if isinstance(v, tuple) else v
+             for k, v in self.network.items() if v != default_settings()[k]}
+        )  # fmt: skip
         return {
             "name": self.name,
             "description": self.description,
-            "backbone": {k: p.to_plain() for k, p in self.backbone.items()},
+            "backbone": backbone,
             "head": {k: p.to_plain() for k, p in self.head.items()},
             "attention": {k: p.to_plain() for k, p in self.attention.items()},
             "baselines": {"include": list(self.baselines), "share": self.baseline_share},
@@ -186,9 +198,13 @@ def _validate(raw: Any, source: str, default_name: str) -> SearchSpace:
         check.fail("description", f"must be a string. Received: {value_text(description)}.")
 
     sections: dict[str, dict[str, Param]] = {}
+    network = default_settings()
     for section, rules in _SCHEMA.items():
         known = tuple(rules) + (("early_stopping",) if section == "training" else ())
+        known += tuple(network) if section == "backbone" else ()
         given = check.mapping(raw.get(section) or {}, section, known)
+        if section == "backbone":
+            network = check_settings(check, given)
         sections[section] = {
             key: check.param(given.get(key, rule.default), f"{section}.{key}", rule)
             for key, rule in rules.items()
@@ -222,6 +238,7 @@ def _validate(raw: Any, source: str, default_name: str) -> SearchSpace:
         baseline_share=share,
         training=sections["training"],
         early_stopping=early,
+        network=network,
     )
 
 

@@ -273,6 +273,8 @@ def _where(placement: Any) -> str:
     if text in ("", "none", "nan"):
         return "Attention"
     blocks = text.split("+")
+    if not all(b.isdigit() for b in blocks):  # a backbone's points: "conv3_block4_out (8x8)"
+        return f"Attention after {' and '.join(blocks)}"
     word = "block" if len(blocks) == 1 else "blocks"
     return f"Attention after {word} {' and '.join(blocks)}"
 

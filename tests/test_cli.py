@@ -142,6 +142,7 @@ def test_run_help_lists_every_run_config_flag(capsys):
     flags = [
         "--dataset",
         "--space",
+        "--backbone",
         "--engine",
         "--tuner",
         "--sampler",

@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from attn_search._backbone_spec import check_field as _backbone
 from attn_search.errors import ConfigError
 from attn_search.formatting import mask_url
 from attn_search.runner._config_checks import (
@@ -82,6 +83,10 @@ _CV = _field(
     kind="non_negative_int",
     metavar="K",
 )
+_BACKBONE_HELP = (
+    "the network attention goes into: cnn, a keras.applications name (resnet50, mobilenet_v2, "
+    "...) or file.py:function. Defaults to the space's backbone.model (cnn)"
+)
 
 
 @dataclasses.dataclass
@@ -93,6 +98,7 @@ class RunConfig:
             `attn_search.load_dataset`), or a `Dataset`. Defaults to `"digits"`.
         space: `"auto"` (resolved from the dataset: `attn_search.space_auto`), a shipped
             space's name, a YAML path, a dict or a `SearchSpace`. Defaults to `"auto"`.
+        backbone: "cnn", a keras.applications name or "file.py:function". Defaults to the space's.
         engine: `"optuna"` or `"keras-tuner"`, or an `Engine`. Defaults to `"optuna"`.
         tuner: KerasTuner's search: `"random"`, `"bayesian"`, `"hyperband"` or `"grid"`.
             Defaults to `"random"`.
@@ -144,6 +150,7 @@ class RunConfig:
         "a built-in name (see 'attn-search datasets'), a folder of images or an .npz file",
     )
     space: Any = _SPACE
+    backbone: str | None = _field(None, "what to search", _BACKBONE_HELP, kind="backbone")
     engine: Any = _field("optuna", "how to search", "the search engine", kind="engine")
     tuner: str = _field("random", "how to search", "", kind="engine_option")
     sampler: str = _field("tpe", "how to search", "", kind="engine_option")
@@ -354,6 +361,7 @@ _CHECKS = {
     "non_negative_int": lambda name, value, optional: _int(name, value, 0, optional),
     "positive_float": _number,
     "image_size": _image_size,
+    "backbone": _backbone,
     "flag": _flag,
     "count": _count,
     "precision": _precision,

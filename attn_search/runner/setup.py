@@ -32,7 +32,7 @@ class Run:
         space: The `SearchSpace`.
         data: The `Dataset`.
         engine: The opened `Engine`.
-        hypermodels: One `AttentionCNN` per family (`"attention"` and each baseline).
+        hypermodels: One `AttentionCNN` (or `BackboneHyperModel`) per family.
         baselines: The baseline families, e.g. `("plain", "matched")`.
         seeds: The finalists' seeds.
         folder: The run folder.
@@ -81,8 +81,8 @@ def open_run(config: RunConfig, progress: Progress) -> Run:
         DatasetError, SearchSpaceError, ConfigError: Bad input.
         RunDirError: The run folder cannot be used (see `RunFolder.open_for_run`).
     """
+    from attn_search._backbone_hypermodel import make_hypermodel
     from attn_search.datasets import load_dataset
-    from attn_search.hypermodels import AttentionCNN
     from attn_search.space_auto import is_auto, resolve_space, space_summary
     from attn_search.spaces import load_space
 
@@ -103,6 +103,14 @@ def open_run(config: RunConfig, progress: Progress) -> Run:
         space = load_space({**plain, "training": {**plain["training"], "epochs": config.epochs}})
     if is_auto(config.space):
         progress.note(f"Space: {space_summary(space)}")
+    # The backbone is built (and refused: too small images, missing weights) before any file.
+    attention = make_hypermodel(
+        space,
+        data.info.input_shape,
+        data.info.num_classes,
+        backbone=config.backbone,
+        memory_budget_mb=config.memory_budget_mb,
+    )
     engine = _engine(config)
     baselines = tuple(f for f in space.families if f != "attention") or ("plain",)
     seeds = finalist_seeds(config.seed, config.repeats)
@@ -114,13 +122,6 @@ def open_run(config: RunConfig, progress: Progress) -> Run:
     if config.cache or config.keep_cache:
         data = data.cached(folder.cache_dir)
     folder.write_config(resolved)
-    attention = AttentionCNN(
-        space,
-        data.info.input_shape,
-        data.info.num_classes,
-        family="attention",
-        memory_budget_mb=config.memory_budget_mb,
-    )
     hypermodels = {"attention": attention, **{f: attention.with_family(f) for f in baselines}}
     epochs = space.training.get("epochs")
     engine.open(
