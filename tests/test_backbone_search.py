@@ -54,6 +54,7 @@ def run(tmp_path_factory):
             pruner="none",  # two epochs: the median pruner would stop a twin after one
             finalists=1,
             repeats=1,
+            cv=0,  # one fit group on the held-out split, not 5 folds
             out=str(out),
             quiet=True,
         )

@@ -127,13 +127,11 @@ class RunConfig:
         workers: Worker processes on this machine sharing one study. Defaults to 1.
         limit: Cap on the number of examples loaded (quick runs). Defaults to `None`.
         image_size: `(height, width)` to resize images to. Defaults to `None`.
-        skip_corrupt: Skip unreadable images in a folder dataset (with a warning that counts
-            them) instead of stopping. Defaults to `False`.
+        skip_corrupt: Skip unreadable images of a folder (counted, warned). Defaults to `False`.
         cache: Keep a streamed folder's decoded images in `<out>/cache/`. Defaults to `False`.
         keep_cache: `cache`, and the cache stays after the run. Defaults to `False`.
         mixed_precision, jit_compile: "float16"/"bfloat16" compute; XLA. Defaults: `None`, `False`.
-        memory_budget_mb: Budget for attention maps; larger configurations fail. Defaults to
-            `None` (the hypermodel's default).
+        memory_budget_mb: MB for attention maps; larger configurations fail. Defaults to `None`.
         max_consecutive_failures: Failed trials in a row that stop the search. Defaults to 5.
         verbose: Keras' output: 0 none, 1 progress bar, 2 a line per epoch. Defaults to 0.
         quiet: Print nothing (no progress lines). Defaults to `False`.
