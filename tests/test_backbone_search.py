@@ -160,12 +160,14 @@ def test_two_points_at_once_with_their_own_options():
 def test_the_memory_guard_pools_a_high_resolution_point_or_says_why():
     hp = keras_tuner.HyperParameters()
     hp.values = {"attention/placement": "stage1_out", "train/batch_size": 32}
-    hm = BackboneHyperModel({}, (32, 32, 3), 3, backbone=EXAMPLE, memory_budget_mb=100)
-    model = hm.build(hp)
     from attn_search._memory_guard import layer_memory_bytes
 
-    fits = [p for p in (1, 2, 4, 8) if layer_memory_bytes(32, 32, 32, 1, p) <= 100 * 2**20]
-    assert fits[0] > 1 and hm.describe(hp, model)["kv_pools"] == [fits[0]]  # the smallest
+    need = {p: layer_memory_bytes(32, 32, 32, 1, p) / 2**20 for p in (1, 2, 4, 8)}
+    budget = need[1] - 0.5  # kv_pool 1 does not fit
+    hm = BackboneHyperModel({}, (32, 32, 3), 3, backbone=EXAMPLE, memory_budget_mb=budget)
+    model = hm.build(hp)
+    expected = min(p for p in need if need[p] <= budget)  # the smallest pool that fits
+    assert hm.describe(hp, model)["kv_pools"] == [expected]
     tiny = BackboneHyperModel({}, (32, 32, 3), 3, backbone=EXAMPLE, memory_budget_mb=1)
     with pytest.raises(MemoryBudgetError) as info:
         tiny.build(hp)
