@@ -364,3 +364,12 @@ def test_engine_contract_ask_tell_records_reopen_interrupt(name, tmp_path):
     assert (after if after is None else "a trial") == expect["ask_after_budget"]
     assert len(engine.records()) == expect["n_records"] and engine.n_counted() == 4
     engine.close()
+
+
+@pytest.mark.parametrize("max_epochs, warmup", [(None, 0), (6, 0), (15, 1), (46, 5)])
+def test_median_pruner_waits_an_eighth_of_the_epochs(max_epochs, warmup):
+    """Long schedules are not pruned on their first epochs (digits' 6 epochs keep epoch 1)."""
+    from attn_search.engines._optuna_make import make_pruner
+
+    pruner = make_pruner("median", 20, max_epochs)
+    assert pruner._n_warmup_steps == warmup and pruner._n_startup_trials == 5

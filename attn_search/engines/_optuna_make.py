@@ -44,10 +44,12 @@ def make_pruner(pruner: Any, trials: int, max_epochs: int | None) -> Any:
     import optuna
 
     if pruner == "median":
-        # Few trials per run here: start pruning after a handful of finished trials (and,
-        # as Optuna's default, from the first epoch on).
+        # Few trials per run here: start pruning after a handful of finished trials, and
+        # not in a trial's first eighth of epochs (from the first epoch on up to 15 epochs):
+        # on long schedules, early epochs' accuracy says little about the last one's.
         return optuna.pruners.MedianPruner(
-            n_startup_trials=min(5, max(2, trials // 4)), n_warmup_steps=0
+            n_startup_trials=min(5, max(2, trials // 4)),
+            n_warmup_steps=(max_epochs or 0) // 8,
         )
     if pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(
