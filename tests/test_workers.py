@@ -8,6 +8,7 @@ without the binaries they are skipped, except on CI (`CI=true`), where `.ci/run`
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -371,3 +372,69 @@ def test_the_dashboard_finds_a_local_study_whatever_the_environment_says(tmp_pat
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"engine": engine}))
     (tmp_path / "study.db").write_bytes(b"")
     assert find_study(tmp_path).storage == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+
+
+# --- Ctrl-C at a terminal: the parent forwards it once to every worker ------------------------
+def _processes_naming(path: pathlib.Path) -> list[int]:
+    """The live processes whose command line or environment names `path` (the workers get
+    the run folder's journal in their environment)."""
+    found = []
+    for proc in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            text = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+            if os.fspath(path).encode() in text and (proc / "stat").read_text().split()[2] != "Z":
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return found
+
+
+def _completed(board: pathlib.Path) -> bool:
+    import pandas as pd
+
+    try:
+        return bool((pd.read_csv(board)["status"] == "complete").any())
+    except (OSError, ValueError, KeyError):  # being written
+        return False
+
+
+def test_ctrl_c_at_a_terminal_stops_every_worker_and_writes_the_tables(tmp_path):
+    import pandas as pd
+    from optuna.trial import TrialState
+
+    out = (tmp_path / "run").resolve()
+    args = ("run", *TINY, "--finalists", "0", "--trials", "30", "--workers", "2",
+            "--out", os.fspath(out))  # fmt: skip
+    proc = _cli(*args, start_new_session=True)  # its own process group, as a terminal's job
+    deadline = time.monotonic() + 300
+    workers: list[int] = []
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:  # a finished trial
+            time.sleep(0.5)
+            if any(_completed(b) for b in (out / "workers").glob("worker-*/leaderboard.csv")):
+                break
+        assert proc.poll() is None, proc.communicate()[0]
+        workers = [pid for pid in _processes_naming(out) if pid != proc.pid]
+        assert len(workers) == 2  # both workers are running
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C at a terminal does
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        for pid in (proc.pid, *workers) if proc.poll() is None else ():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)  # the workers have their own sessions
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert _processes_naming(out) == []
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    url = f"journal:///{out / 'study.journal'}"
+    states = [t.state for t in _search_trials(url)]
+    assert TrialState.RUNNING not in states
+    board = pd.read_csv(out / "leaderboard.csv")
+    done = [s for s in states if s in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert 1 <= (board["status"] == "complete").sum() and len(done) < 30
+    assert len(board[board["status"].isin(["complete", "pruned"])]) == len(done)
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    assert sorted(w["exit_code"] for w in info["workers"]) == [130, 130]
