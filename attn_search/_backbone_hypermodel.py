@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import keras
 
 from attn_search._backbone_build import build_backbone
-from attn_search._cnn_blocks import matched_block
+from attn_search._cnn_blocks import augmentation, matched_block
 from attn_search._cnn_plan import sample
 from attn_search._memory_guard import attention_memory_bytes, fit_to_budget, itemsize
 from attn_search.backbones import attention_points, insert_layers_after
@@ -58,6 +58,24 @@ def _renamed(model: keras.Model, name: str) -> keras.Model:
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     outputs = model.outputs[0] if len(model.outputs) == 1 else model.outputs
     return keras.Model(inputs, outputs, name=name)
+
+
+def _augmented(model: keras.Model, augment: str) -> keras.Model:
+    """`model` behind `training.augment`'s layers (as `AttentionCNN`: active in training
+    only), as one model of the same name holding the network as its last layer."""
+    if augment in (None, "none"):
+        return model
+    inputs = keras.Input(shape=model.inputs[0].shape[1:], name="image")
+    outputs = model(augmentation(inputs, augment))
+    model.name = model.name + "_net"
+    return keras.Model(inputs, outputs, name=model.name[: -len("_net")])
+
+
+def _network(model: keras.Model) -> keras.Model:
+    """The network inside an `_augmented` model (the model itself when not augmented)."""
+    last = model.layers[-1]
+    augmented = any(layer.name.startswith("augment_") for layer in model.layers)
+    return last if augmented and isinstance(last, keras.Model) else model
 
 
 _FOUND: dict[str, tuple[list[dict], dict[str, int]]] = {}
@@ -211,7 +229,7 @@ class BackboneHyperModel(AttentionCNN):
         base = build_backbone(self.settings, self.input_shape, self.num_classes)
         name = f"{base.name}_{plan['family']}"  # twins trained together need distinct names
         if plan["family"] == "plain" or not plan["layers"]:
-            return _renamed(base, name)
+            return _augmented(_renamed(base, name), plan["train"].get("augment", "none"))
         shapes = {p["name"]: p["shape"] for p in self.points}
         inserted = {}
         for spec in plan["layers"]:
@@ -229,7 +247,8 @@ class BackboneHyperModel(AttentionCNN):
                 inputs = keras.Input(shape=shapes[point])
                 block = matched_block(inputs, spec, _MATCHED + point)
                 inserted[here] = keras.Model(inputs, block, name=_MATCHED + point)
-        return _renamed(insert_layers_after(base, inserted), name)
+        model = _renamed(insert_layers_after(base, inserted), name)
+        return _augmented(model, plan["train"].get("augment", "none"))
 
     def describe(self, hp, model: keras.Model) -> dict:
         """What a built model holds, for leaderboards (as `AttentionCNN.describe`).
@@ -243,7 +262,7 @@ class BackboneHyperModel(AttentionCNN):
         batch = values.get("train/batch_size") or self.space.training["batch_size"].lowest()
         shapes = {p["name"]: p["shape"] for p in self.points}
         out = {"placements": [], "gammas": [], "kv_pools": [], "memory": 0, "kinds": set()}
-        for layer in model.layers:
+        for layer in _network(model).layers:
             for prefix, kind in ((_ATTENTION, "attention"), (_MATCHED, "matched")):
                 point = layer.name[len(prefix) :] if layer.name.startswith(prefix) else None
                 if point not in shapes:

@@ -139,6 +139,34 @@ def test_twins_reload_and_match_the_attention_parameters(tmp_path):
     assert abs(matched - added) <= 0.1 * added
 
 
+def test_augmentation_wraps_every_family_alike_and_is_identity_at_inference(tmp_path):
+    """`training.augment` (set by `--space auto` for photos) reaches backbone models too."""
+    hm = BackboneHyperModel({"training": {"augment": "both"}}, (32, 32, 3), 3, backbone=EXAMPLE)
+    hp = keras_tuner.HyperParameters()
+    hp.values = {"attention/placement": "stage2_out"}
+    x = np.random.default_rng(2).random((8, 32, 32, 3), dtype=np.float32)
+    for family in ("attention", "matched", "plain"):
+        model = hm.with_family(family).build(hp)
+        assert [layer.name for layer in model.layers[1:3]] == [
+            "augment_flip",
+            "augment_translate",
+        ], family
+        network = model.layers[-1]
+        assert model.name == network.name[: -len("_net")] and model.name.endswith(family)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(model(x, training=False)),
+            keras.ops.convert_to_numpy(network(x, training=False)),
+            atol=1e-6,
+        )
+        augmented = keras.ops.convert_to_numpy(model.layers[2](model.layers[1](x, training=True)))
+        assert not np.allclose(augmented, x)
+        described = hm.with_family(family).describe(hp, model)
+        assert described["placements"] == ([] if family == "plain" else ["stage2_out (16x16)"])
+    model.save(tmp_path / "plain.keras")
+    again = keras.models.load_model(tmp_path / "plain.keras")
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
 def test_two_points_at_once_with_their_own_options():
     hm = BackboneHyperModel({"attention": {"max_layers": 2}}, (32, 32, 3), 3, backbone=EXAMPLE)
     assert hm.placements == [
