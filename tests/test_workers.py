@@ -438,3 +438,24 @@ def test_ctrl_c_at_a_terminal_stops_every_worker_and_writes_the_tables(tmp_path)
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "interrupted"
     assert sorted(w["exit_code"] for w in info["workers"]) == [130, 130]
+
+
+def test_a_ctrl_c_that_tensorflow_turned_into_a_type_error_still_stops_the_worker(monkeypatch):
+    from attn_search.runner import _interrupt
+
+    monkeypatch.setattr(_interrupt, "_received", False)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        _interrupt.install()
+        _interrupt.raise_if_interrupted(TypeError("a trial's own error"))  # no Ctrl-C: nothing
+        with pytest.raises(KeyboardInterrupt):
+            try:
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(5)  # the handler raises here
+                except KeyboardInterrupt as error:
+                    raise TypeError("Failed to convert elements of (None, 64, 1)") from error
+            except TypeError as error:  # what `run_trial` catches
+                _interrupt.raise_if_interrupted(error)
+    finally:
+        signal.signal(signal.SIGINT, previous)

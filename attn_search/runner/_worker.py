@@ -16,6 +16,9 @@ def main() -> int:
     import time
 
     from attn_search.errors import AttnSearchError
+    from attn_search.runner._interrupt import install
+
+    install()  # before the imports below, which take seconds
     from attn_search.runner import RunConfig, _execute, _frozen_heap, _quiet_retracing
     from attn_search.runner._compute import compute_options
     from attn_search.runner.progress import ProgressPrinter

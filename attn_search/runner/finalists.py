@@ -22,6 +22,7 @@ from typing import Any
 
 from attn_search.engines.base import clean_record
 from attn_search.runner import _reference, planning
+from attn_search.runner._interrupt import raise_if_interrupted
 from attn_search.runner._shared_finalists import STAGE, retrain_shared, unit_key
 from attn_search.runner._undertraining import still_improving
 from attn_search.runner.progress import error_text, shorten
@@ -306,6 +307,7 @@ def _fit_one(run: Run, fit: planning.FinalistFit, reuse):
     except KeyboardInterrupt:
         raise
     except Exception as error:  # noqa: BLE001 - one failed fit does not end the run
+        raise_if_interrupted(error)  # a Ctrl-C that TensorFlow turned into a TypeError
         entry["error"] = error_text(error)
         reuse = None
     return clean_record(entry), reuse

@@ -15,6 +15,7 @@ from attn_search.engines.base import EngineTrial, worker_id
 from attn_search.errors import AttnSearchError
 from attn_search.runfolder import now
 from attn_search.runner import planning
+from attn_search.runner._interrupt import raise_if_interrupted
 from attn_search.runner._undertraining import still_improving
 from attn_search.runner.progress import error_text
 from attn_search.runner.setup import Run
@@ -198,6 +199,7 @@ def run_trial(run: Run, trial: EngineTrial, records: list[dict[str, Any]]) -> di
     except KeyboardInterrupt:
         raise
     except Exception as error:  # noqa: BLE001 - a trial fails alone
+        raise_if_interrupted(error)  # a Ctrl-C that TensorFlow turned into a TypeError
         record.update(
             status="failed", error=error_text(error), hp=record.get("hp") or trial.hp_values(hp)
         )
