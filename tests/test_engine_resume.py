@@ -229,6 +229,26 @@ def test_optuna_reruns_a_trial_killed_between_ask_and_claim(tmp_path):
     engine.close()
 
 
+def test_optuna_reruns_a_later_trial_killed_before_its_slot_was_written(tmp_path):
+    # Killed after `ask` created trial 1 but before it wrote its slot: the re-run takes slot 1
+    # (the slot trial 1 would have had), not a slot past the budget (surplus, then re-queued
+    # again and again: a resumed run that never ended).
+    engine = OptunaEngine(sampler="random", pruner="none")
+    engine.open(tmp_path, trials=2, seed=0, max_epochs=2)
+    first = engine.ask()
+    engine.tell(first, {"status": "complete", "best_val_accuracy": 0.5})
+    engine.study.ask()  # trial 1: created, never given its slot
+    engine.close()
+    engine = OptunaEngine(sampler="random", pruner="none")
+    engine.open(tmp_path, trials=2, seed=0, max_epochs=2)
+    assert engine.n_counted() == 1
+    rerun = engine.ask()
+    assert (rerun.number, rerun.slot) == (2, 1)
+    engine.tell(rerun, {"status": "complete", "best_val_accuracy": 0.6})
+    assert engine.n_counted() == 2 and engine.ask() is None and not engine.others_running()
+    engine.close()
+
+
 def test_optuna_requeues_a_trial_failed_elsewhere_once(tmp_path):
     # Another worker's heartbeat check failed this trial (no record): it is re-run once.
     from optuna.trial import TrialState

@@ -108,19 +108,12 @@ class SlotStudy:
         trial.set_user_attr(WORKER_START, process_start(os.getpid()))
         slot = trial.user_attrs.get(SLOT)
         if slot is None:
-            below = [
-                t
-                for t in self.study.get_trials(deepcopy=False)
-                if t.number < trial.number
-                and RERUN_OF not in t.user_attrs
-                and SURPLUS not in t.user_attrs
-            ]
-            slot = len(below)
-            if slot >= self.budget:
-                trial.set_user_attr(SURPLUS, True)
-                self.study.tell(trial, state=TrialState.FAIL)
-                return None
+            slot = fresh_slot(self.study.get_trials(deepcopy=False), trial.number)
             trial.set_user_attr(SLOT, slot)
+        if slot >= self.budget:
+            trial.set_user_attr(SURPLUS, True)
+            self.study.tell(trial, state=TrialState.FAIL)
+            return None
         if uses_heartbeat(self.storage):
             self._heartbeat = Heartbeat(self.storage, trial)
         return trial, int(slot)
@@ -142,7 +135,8 @@ class SlotStudy:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)  # its callback: `on_stale`
         trials = self.trials()
-        requeued = self.reruns(trials)
+        # Every trial re-run already, by a surplus re-run too: re-queued once, never again.
+        requeued = self.reruns(self.study.get_trials(deepcopy=False))
         for t in trials:
             worker = t.user_attrs.get(WORKER, "unknown worker")
             error = f"interrupted: the process running this trial stopped ({worker})"
@@ -199,7 +193,20 @@ def requeue(study: Any, frozen: Any, error: str) -> None:
     for key in (PLAN, SLOT):
         if key in frozen.user_attrs:
             user_attrs[key] = frozen.user_attrs[key]
+    if SLOT not in user_attrs and RERUN_OF not in frozen.user_attrs:
+        # Stopped between being created and being given its slot: the slot it would have had.
+        user_attrs[SLOT] = fresh_slot(study.get_trials(deepcopy=False), frozen.number)
     study.enqueue_trial(dict(frozen.params), user_attrs=user_attrs)
+
+
+def fresh_slot(trials: list[Any], number: int) -> int:
+    """The slot of the fresh trial `number`: how many fresh trials (neither re-runs nor
+    surplus) the storage numbered below it."""
+    return sum(
+        1
+        for t in trials
+        if t.number < number and RERUN_OF not in t.user_attrs and SURPLUS not in t.user_attrs
+    )
 
 
 def on_stale(study: Any, frozen: Any) -> None:
