@@ -28,6 +28,7 @@ from typing import Any
 import keras
 
 from attn_search.runner._compute import apply_jit
+from attn_search.runner._kernel_updates import use_kernels
 from attn_search.runner.training import build_for_fit, train_batches
 
 __all__ = ["GroupFit", "GroupModel", "build_group", "evaluate_group", "fit_group"]
@@ -135,6 +136,7 @@ def fit_group(
     callback = _PerNetwork(group.networks, early_stopping)
     train = train_batches(data, batch, seed).map(fan_out)
     apply_jit(group.model)  # --jit-compile
+    use_kernels(group.model)
     build_for_fit(group.model, train)
     t0 = time.monotonic()
     history = group.model.fit(

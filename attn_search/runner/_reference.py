@@ -7,7 +7,9 @@ of them on, `use(False)` off (the default).
 - `TRACE_IN_FIT`: a fit leaves the optimizer's and the compiled metrics' variables to be
   created inside the first trace of the training step (TensorFlow then traces it twice);
 - `GC_UNFROZEN`: no `gc.freeze()` during the run, so every `keras.backend.clear_session()`
-  (one per trial) walks the whole heap of TensorFlow's modules.
+  (one per trial) walks the whole heap of TensorFlow's modules;
+- `KERAS_UPDATES`: the optimizer updates each variable with Keras' own operations instead of
+  TensorFlow's fused training kernels (`attn_search.runner._kernel_updates`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from __future__ import annotations
 SOLO_FINALISTS = False
 TRACE_IN_FIT = False
 GC_UNFROZEN = False
+KERAS_UPDATES = False
 
 
 def use(old: bool) -> None:
     """Switches every reference path on (`True`) or off (`False`)."""
-    global SOLO_FINALISTS, TRACE_IN_FIT, GC_UNFROZEN
-    SOLO_FINALISTS = TRACE_IN_FIT = GC_UNFROZEN = bool(old)
+    global SOLO_FINALISTS, TRACE_IN_FIT, GC_UNFROZEN, KERAS_UPDATES
+    SOLO_FINALISTS = TRACE_IN_FIT = GC_UNFROZEN = KERAS_UPDATES = bool(old)

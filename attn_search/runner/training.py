@@ -15,6 +15,7 @@ import numpy as np
 
 from attn_search.engines.base import EngineTrial
 from attn_search.runner._compute import apply_jit
+from attn_search.runner._kernel_updates import use_kernels
 from attn_search.runner._fit_progress import FitProgressCallback
 from attn_search.runner.progress import Progress
 
@@ -113,6 +114,7 @@ def fit(
         steps = n_train // batch if n_train >= 2 * batch else math.ceil(n_train / batch)
         callbacks.append(FitProgressCallback(progress, epochs, steps or None))
     apply_jit(model)  # --jit-compile
+    use_kernels(model)
     build_for_fit(model, train)
     t0 = time.monotonic()
     history = hypermodel.fit(
