@@ -15,8 +15,8 @@ import numpy as np
 
 from attn_search.engines.base import EngineTrial
 from attn_search.runner._compute import apply_jit
-from attn_search.runner._kernel_updates import use_kernels
 from attn_search.runner._fit_progress import FitProgressCallback
+from attn_search.runner._kernel_updates import use_kernels
 from attn_search.runner.progress import Progress
 
 __all__ = ["EpochCallback", "FitResult", "build_for_fit", "fit", "reinitialize", "train_batches"]
