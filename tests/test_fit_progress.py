@@ -115,3 +115,32 @@ def test_fit_tells_the_observer_of_every_batch_unless_keras_prints():
     silent = _Recorder()
     training.fit(hypermodel, hp, model, data, seed=0, epochs=1, progress=silent, verbose=2)
     assert silent.calls == []
+
+
+def test_a_fused_finalist_fit_tells_the_observer_of_every_batch_too():
+    """Finalists train as fused groups (`runner._fused`): a long finalist fit shows the same
+    live line as a search trial."""
+    import keras_tuner
+
+    from attn_search.datasets import load_dataset
+    from attn_search.hypermodels import AttentionCNN
+    from attn_search.runner import _fused
+
+    data = load_dataset("digits", limit=200, seed=0)  # 140 training images: 4 batches of 32
+    space = {
+        "name": "p",
+        "backbone": {"blocks": 1, "filters": 4},
+        "attention": {"placements": [1]},
+        "training": {"epochs": 2, "batch_size": 32},
+    }
+    attention = AttentionCNN(space, data.info.input_shape, data.info.num_classes)
+    hp = keras_tuner.HyperParameters()
+    attention.build(hp)
+    hypermodels = {"attention": attention, "plain": attention.with_family("plain")}
+    recorder = _Recorder()
+    group = _fused.build_group(hypermodels, hp, seed=3)
+    fits = _fused.fit_group(
+        group, data, early_stopping=lambda _: None, batch=32, seed=3, epochs=2, progress=recorder
+    )
+    assert {f: r.epochs for f, r in fits.items()} == {"attention": 2, "plain": 2}
+    assert recorder.calls == [(e, 2, b, 4) for e in (1, 2) for b in (1, 2, 3, 4)]

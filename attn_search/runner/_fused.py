@@ -28,8 +28,9 @@ from typing import Any
 import keras
 
 from attn_search.runner._compute import apply_jit
+from attn_search.runner._fit_progress import FitProgressCallback
 from attn_search.runner._kernel_updates import use_kernels
-from attn_search.runner.training import build_for_fit, train_batches
+from attn_search.runner.training import build_for_fit, steps_per_epoch, train_batches
 
 __all__ = ["GroupFit", "GroupModel", "build_group", "evaluate_group", "fit_group"]
 
@@ -118,6 +119,7 @@ def fit_group(
     seed: int,
     epochs: int,
     verbose: int = 0,
+    progress: Any = None,
 ) -> dict[str, GroupFit]:
     """Trains the group's networks together on `data`'s train split; returns each one's fit.
 
@@ -130,10 +132,15 @@ def fit_group(
         seed: The seed of the train split's shuffling (the same batches as a fit alone).
         epochs: The most epochs to train.
         verbose: Keras' verbosity.
+        progress: A `Progress` observer to hear of every batch (unless Keras prints its own,
+            `verbose` > 0), or `None`.
     """
     families = list(group.networks)
     fan_out = _fan_out(families)
     callback = _PerNetwork(group.networks, early_stopping)
+    callbacks: list[Any] = [callback]
+    if progress is not None and not verbose:
+        callbacks.append(FitProgressCallback(progress, epochs, steps_per_epoch(data, batch)))
     train = train_batches(data, batch, seed).map(fan_out)
     apply_jit(group.model)  # --jit-compile
     use_kernels(group.model)
@@ -143,7 +150,7 @@ def fit_group(
         train,
         validation_data=data.val(batch).map(fan_out),
         epochs=epochs,
-        callbacks=[callback],
+        callbacks=callbacks,
         shuffle=False,  # Dataset.train shuffles, seeded
         verbose=verbose,
     ).history

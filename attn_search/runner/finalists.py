@@ -171,6 +171,7 @@ def _fused_group(run: Run, group: planning.FitGroup, reuse: Any) -> tuple[list, 
         seed=group.seed,
         epochs=_epochs(run, hp),
         verbose=run.config.verbose,
+        progress=run.progress,
     )
     finite = any(f.nan_at is None for f in fits.values())
     tests = _fused.evaluate_group(built, data, batch) if finite else {}
@@ -299,6 +300,7 @@ def _fit_one(run: Run, fit: planning.FinalistFit, reuse):
             seed=fit.seed,
             epochs=_epochs(run, hp),
             verbose=run.config.verbose,
+            progress=run.progress,
         )
         _measured(entry, hypermodel, hp, model, result, _epochs(run, hp))
         if result.nan_at is None:

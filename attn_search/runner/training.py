@@ -110,9 +110,7 @@ def fit(
     train = train_batches(data, batch, seed)
     callbacks: list[Any] = [callback]
     if progress is not None and not verbose:
-        n_train = int(data.info.sizes.get("train", 0))
-        steps = n_train // batch if n_train >= 2 * batch else math.ceil(n_train / batch)
-        callbacks.append(FitProgressCallback(progress, epochs, steps or None))
+        callbacks.append(FitProgressCallback(progress, epochs, steps_per_epoch(data, batch)))
     apply_jit(model)  # --jit-compile
     use_kernels(model)
     build_for_fit(model, train)
@@ -147,6 +145,13 @@ def train_batches(data: Any, batch: int, seed: int) -> Any:
         # step twice, which costs more than the training itself on small data.
         train = train.take(n_train // batch)
     return train
+
+
+def steps_per_epoch(data: Any, batch: int) -> int | None:
+    """Training batches per epoch as `train_batches` gives them, or `None` when unknown."""
+    n_train = int(data.info.sizes.get("train", 0))
+    steps = n_train // batch if n_train >= 2 * batch else math.ceil(n_train / batch)
+    return steps or None
 
 
 def build_for_fit(model: Any, dataset: Any) -> None:
