@@ -197,6 +197,12 @@ class Dataset:
             ds = self._from_files(split, shuffle, seed, scale=1.0 / 255.0).batch(batch_size)
         else:
             ds = self._from_memory(split, batch_size, shuffle, seed)
+            # tf.data's autotuning gains nothing on a gather from memory, and its background
+            # work took a core from training in every other epoch (0.63 s against 0.40 s for
+            # an epoch of a fused finalist fit on digits, using one core instead of 1.6).
+            options = tf.data.Options()
+            options.autotune.enabled = False
+            ds = ds.with_options(options)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def _from_files(
