@@ -14,11 +14,22 @@ reported as medians and paired per-round ratios. Peak memory is the peak residen
 training step above the memory held before it, in a fresh process per variant (after warm-up
 steps on batches of 1 and 2, as benchmarks/bench_memory_guard.py does); the model has little
 besides the attention, so this is mostly the attention's.
+
+Each child runs twice. The figure (`peak_step_mb`) is measured with glibc's mmap threshold fixed
+at 128 KiB (`MALLOC_MMAP_THRESHOLD_=131072`): every tensor of that size or more is then mapped
+when allocated and returned to the system when freed, so the peak resident memory is the peak
+of the memory the step held. With glibc's default, the threshold rises after the first large
+free (up to 32 MiB), later tensors of a few MiB come from per-thread heaps that keep freed
+memory, and the peak also counts that fragmentation: for the blocked path, with its many
+block-sized temporaries, as much again as the attention itself (77 against 35 MiB at 32x32 with
+4 heads) and little for the one large matrix of the unblocked path. Both are written
+(`peak_step_mb_default_malloc` is the second).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -61,6 +72,20 @@ def _data(side: int, n: int):
     return rng.random((n, side, side, CHANNELS), dtype=np.float32), rng.integers(0, 10, n)
 
 
+def _batches(x, y, batch: int):
+    """`(x, y)` as a cached `tf.data` pipeline of `batch`-sized batches, without autotuning.
+
+    As the runner feeds in-memory data: tf.data's autotuning took a core from training in some
+    fits and not others (rates alternating between two levels 1.5x apart), which drowned the
+    differences measured here.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).with_options(options).cache()
+
+
 def measure_map_throughput(rounds: int, steps: int) -> dict:
     """`{"32x32/1 head": {variant: [samples/s per round]}}`, interleaved per map."""
     import keras
@@ -69,14 +94,15 @@ def measure_map_throughput(rounds: int, steps: int) -> dict:
     for side, heads, batch in MAPS:
         name = f"{side}x{side}/{heads} head{'s' if heads > 1 else ''}"
         x, y = _data(side, steps * batch)
+        data = _batches(x, y, batch)
         models = {v: build_map_model(v, side, heads) for v in MAP_VARIANTS}
-        for model in models.values():  # warm-up: tracing, first-call allocations
-            model.fit(x[: 2 * batch], y[: 2 * batch], batch_size=batch, epochs=1, verbose=0)
+        for model in models.values():  # warm-up: tracing, first-call allocations, the cache
+            model.fit(data, epochs=1, verbose=0)
         rates = {v: [] for v in MAP_VARIANTS}
         for r in range(rounds):
             for variant in MAP_VARIANTS if r % 2 == 0 else MAP_VARIANTS[::-1]:
                 start = time.perf_counter()
-                models[variant].fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+                models[variant].fit(data, epochs=1, verbose=0)
                 rates[variant].append(len(x) / (time.perf_counter() - start))
             print(
                 f"{name} round {r + 1}/{rounds}: "
@@ -113,23 +139,38 @@ def map_memory_child(variant: str, side: int, heads: int, batch: int) -> None:
     print(json.dumps({"peak_step_mb": (_status_kb("VmHWM") - before) / 1024}))
 
 
-def measure_map_memory(script: str) -> dict:
-    peaks = {}
+#: glibc's mmap threshold fixed at 128 KiB (its initial value): see the module's docstring.
+FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
+def _child_peak(script: str, spec: str, env: dict) -> float:
+    out = subprocess.run(
+        [sys.executable, script, "--child-map-memory", spec],
+        capture_output=True, text=True, check=True, env={**os.environ, **env},
+    ).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])["peak_step_mb"]
+
+
+def measure_map_memory(script: str) -> tuple[dict, dict]:
+    """`(peaks, peaks_default_malloc)`: `{map: {variant: MB}}` with the mmap threshold fixed,
+    and with glibc's default."""
+    peaks, default = {}, {}
     for side, heads, batch in MAPS:
         name = f"{side}x{side}/{heads} head{'s' if heads > 1 else ''}"
-        peaks[name] = {}
+        peaks[name], default[name] = {}, {}
         for variant in MAP_VARIANTS:
             spec = json.dumps([variant, side, heads, batch])
-            out = subprocess.run(
-                [sys.executable, script, "--child-map-memory", spec],
-                capture_output=True, text=True, check=True,
-            ).stdout  # fmt: skip
-            peaks[name][variant] = json.loads(out.strip().splitlines()[-1])["peak_step_mb"]
-            print(f"peak step memory {name} {variant}: {peaks[name][variant]:.0f} MB", flush=True)
-    return peaks
+            peaks[name][variant] = _child_peak(script, spec, FIXED_MMAP_THRESHOLD)
+            default[name][variant] = _child_peak(script, spec, {})
+            print(
+                f"peak step memory {name} {variant}: {peaks[name][variant]:.0f} MB "
+                f"({default[name][variant]:.0f} MB with glibc's default mmap threshold)",
+                flush=True,
+            )
+    return peaks, default
 
 
-def summarise(throughput: dict, peaks: dict) -> dict:
+def summarise(throughput: dict, peaks: dict, default_peaks: dict | None = None) -> dict:
     """Medians, paired per-round ratios and the issue's targets, per map."""
     summary = {}
     for name, entry in throughput.items():
@@ -150,6 +191,12 @@ def summarise(throughput: dict, peaks: dict) -> dict:
             "peak_step_mb": peak,
             "peak blocked / unblocked": peak["blocked"] / peak["unblocked"] if peak else None,
         }
+        default = (default_peaks or {}).get(name)
+        if default:
+            summary[name]["peak_step_mb_default_malloc"] = default
+            summary[name]["peak blocked / unblocked, default malloc"] = (
+                default["blocked"] / default["unblocked"]
+            )
     targets = {}
     for name in ("32x32/1 head", "32x32/4 heads"):
         if name in summary:

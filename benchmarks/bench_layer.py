@@ -23,7 +23,7 @@ results/bench_layer_maps.json.
 
 Usage:
     python benchmarks/bench_layer.py [--rounds 5] [--steps 40] [--out results/bench_layer.json]
-        [--map-rounds 5] [--map-steps 2] [--maps-out results/bench_layer_maps.json]
+        [--map-rounds 3] [--map-steps 6] [--maps-out results/bench_layer_maps.json]
         [--only maps|classic]
 """
 
@@ -157,16 +157,20 @@ def _data(steps: int):
 
 
 def measure_throughput(rounds: int, steps: int) -> dict[str, list[float]]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _layer_maps import _batches  # as the runner feeds in-memory data: see there
+
     x, y = _data(steps)
+    data = _batches(x, y, BATCH)
     models = {v: build_model(v) for v in VARIANTS}
-    for model in models.values():  # warm-up: tracing and first-call allocations
-        model.fit(x[: 4 * BATCH], y[: 4 * BATCH], batch_size=BATCH, epochs=1, verbose=0)
+    for model in models.values():  # warm-up: tracing, first-call allocations, the cache
+        model.fit(data, epochs=1, verbose=0)
     rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for r in range(rounds):
         order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]  # interleaved, alternating order
         for variant in order:
             start = time.perf_counter()
-            models[variant].fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+            models[variant].fit(data, epochs=1, verbose=0)
             rates[variant].append(len(x) / (time.perf_counter() - start))
         print(
             f"round {r + 1}/{rounds}: " + ", ".join(f"{v} {rates[v][-1]:.0f}/s" for v in VARIANTS),
@@ -260,16 +264,16 @@ def _machine() -> dict:
 
 def _run_maps(args, argv, maps) -> None:
     throughput = maps.measure_map_throughput(args.map_rounds, args.map_steps)
-    peaks = maps.measure_map_memory(__file__)
-    result = maps.summarise(throughput, peaks)
+    peaks, default_peaks = maps.measure_map_memory(__file__)
+    result = maps.summarise(throughput, peaks, default_peaks)
     maps.print_summary(result)
     result = {
         "benchmark": "SelfAttentionConv2D at large maps: query blocks vs unblocked vs "
         "keras.layers.MultiHeadAttention over the flattened map",
         "command": "python benchmarks/bench_layer.py " + " ".join(argv or sys.argv[1:]),
         "method": maps.__doc__,
-        "note": "The machine is shared and busy: compare ratios measured in the same run "
-        "(interleaved rounds, paired per round), not absolute samples/s across runs.",
+        "note": "Compare ratios measured in the same run (interleaved rounds, paired per "
+        "round), not absolute samples/s across runs: the machine's speed drifts.",
         "machine": _machine(),
         "load_average_at_end": os.getloadavg(),
         "rounds": args.map_rounds,
@@ -288,8 +292,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=40, help="training steps per timed epoch")
     parser.add_argument("--out", default="results/bench_layer.json")
-    parser.add_argument("--map-rounds", type=int, default=5)
-    parser.add_argument("--map-steps", type=int, default=2, help="training steps per timed fit")
+    parser.add_argument("--map-rounds", type=int, default=3)
+    parser.add_argument("--map-steps", type=int, default=6, help="training steps per timed fit")
     parser.add_argument("--maps-out", default="results/bench_layer_maps.json")
     parser.add_argument("--only", choices=["maps", "classic"], help="run one part only")
     parser.add_argument("--child-memory", help=argparse.SUPPRESS)

@@ -84,18 +84,24 @@ def test_blocked_layer_trains_like_the_unblocked_one():
 def test_block_size_rule():
     # a small matrix: one block, whatever the batch
     assert query_block_size(None, 64, 2, 64, 64) == 64
-    assert TRACE_BATCH * 2 * 64 * 64 * 4 <= BLOCK_BYTES == 2 * 2**20
+    assert TRACE_BATCH * 2 * 64 * 64 * 4 <= BLOCK_BYTES == 8 * 2**20
     assert query_block_size(None, None, 2, 64, 64) == 64
-    # 32x32, batch 32, one head: 2 MiB / (32 x 1024 keys x 4 bytes) = 16 rows per block
-    assert query_block_size(None, 32, 1, 1024, 1024) == 16
-    assert query_block_size(None, None, 1, 1024, 1024) == 16  # unknown batch: TRACE_BATCH
-    assert query_block_size(None, 4, 1, 1024, 1024) == 128
-    # 64x64, batch 8, 4 heads: 4 rows by the bytes, raised to the minimum of 16
-    assert query_block_size(None, 8, 4, 4096, 4096) == 16
-    # 28x28, unknown batch: 20 rows by the bytes; 784 / 20 -> 40 blocks of 20 (19.6)
-    assert query_block_size(None, None, 1, 784, 784) == 20
-    # 1000 queries, 64 rows by the bytes: 16 blocks of 63 rather than 15 of 64 and one of 40
-    assert query_block_size(None, 1, 1, 1000, 8192) == 63
+    # 32x32, batch 32, one head: 8 MiB / (32 x 1024 keys x 4 bytes) = 64 rows per block
+    assert query_block_size(None, 32, 1, 1024, 1024) == 64
+    assert query_block_size(None, None, 1, 1024, 1024) == 64  # unknown batch: TRACE_BATCH
+    assert query_block_size(None, 4, 1, 1024, 1024) == 512
+    # 32x32, unknown batch, 4 heads: 16 rows by the bytes, raised to the minimum of 64
+    assert query_block_size(None, None, 4, 1024, 1024) == 64
+    # 64x64, batch 8, 4 heads: 16 rows by the bytes, 64 (32 MiB, under the 64 MiB cap)
+    assert query_block_size(None, 8, 4, 4096, 4096) == 64
+    # 64x64, unknown batch, 4 heads: 64 rows would be 128 MiB: 32 rows (64 MiB)
+    assert query_block_size(None, None, 4, 4096, 4096) == 32
+    # ... and never below 16 rows, however large a row
+    assert query_block_size(None, 512, 8, 4096, 4096) == 16
+    # 28x28, unknown batch: 83 rows by the bytes; 784 / 83 -> 10 blocks of 79 (78.4)
+    assert query_block_size(None, None, 1, 784, 784) == 79
+    # 1000 queries, 256 rows by the bytes: 4 blocks of 250 rather than 3 of 256 and one of 232
+    assert query_block_size(None, 1, 1, 1000, 8192) == 250
     # requested: as given, at most the map
     assert query_block_size(7, 32, 1, 1024, 1024) == 7
     assert query_block_size(5000, 32, 1, 1024, 1024) == 1024
@@ -116,8 +122,9 @@ def test_layer_takes_the_blocked_path_with_the_automatic_block(monkeypatch):
     model.compile("sgd", "mse")
     x = _rand(3, 32, 32, 8)
     model.fit(x, x, batch_size=2, epochs=1, verbose=0)  # traced with an unknown batch size
-    # 2 heads x 1024 keys x 4 bytes per row and sample, batch taken as 32: 16 rows per block
-    assert calls and set(calls) == {((None, 2, 1024, 1), 16)}
+    # 2 heads x 1024 keys x 4 bytes per row and sample, batch taken as 32: 32 rows by the
+    # bytes, raised to the minimum of 64 rows per block
+    assert calls and set(calls) == {((None, 2, 1024, 1), 64)}
     calls.clear()
     SelfAttentionConv2D(num_heads=2, query_block=100)(x)  # eager: batch 3 known
     assert calls == [((3, 2, 1024, 1), 100)]
@@ -148,22 +155,23 @@ def test_memory_guard_counts_one_block_of_queries():
         layer_query_rows,
     )
 
-    # 64x64, batch 32, one head: 16 query rows at a time instead of 4096
-    assert layer_query_rows(32, 64, 64, 1) == 16
+    # 64x64, batch 32, one head: 64 query rows at a time instead of 4096
+    assert layer_query_rows(32, 64, 64, 1) == 64
     # the block's maps, plus 2 KB + 1 KB per head per query position and example for the
     # layer's other tensors
-    assert layer_memory_bytes(32, 64, 64, 1) == 32 * 16 * 4096 * 4 * 2 + 32 * 4096 * 3072
-    assert layer_memory_bytes(32, 64, 64, 4) == 32 * 4 * 16 * 4096 * 4 * 2 + 32 * 4096 * 6144
+    assert layer_memory_bytes(32, 64, 64, 1) == 32 * 64 * 4096 * 4 * 2 + 32 * 4096 * 3072
+    # four heads: 64 rows would be 128 MiB a block, so 32 rows (64 MiB)
+    assert layer_memory_bytes(32, 64, 64, 4) == 32 * 4 * 32 * 4096 * 4 * 2 + 32 * 4096 * 6144
     assert attention_memory_bytes(32, 64, 64, 1) == 32 * 4096 * 4096 * 4 * 2  # unblocked: 4 GiB
-    # batch 4 at 32x32: 128 rows for this batch, 16 for an unknown one; the larger counts
-    assert layer_query_rows(4, 32, 32, 1) == 128
+    # batch 4 at 32x32: 512 rows for this batch, 64 for an unknown one; the larger counts
+    assert layer_query_rows(4, 32, 32, 1) == 512
     # small maps: the whole map, as before
     assert layer_memory_bytes(64, 8, 8, 2) == attention_memory_bytes(64, 8, 8, 2)
     layers = [{"placement": 0, "num_heads": 1, "kv_pool": 1}]
-    assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 500.0, None) is None  # 400 MB
+    assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 500.0, None) is None  # 448 MB
     assert fit_to_budget(layers, {0: (64, 64, 8)}, 32, 300.0, None) == (
-        "The attention maps would need about 400.0 MB in a training step (attention_at_input: "
-        "batch 32 x 1 head x 16 of 4096 queries at a time x 4096 keys (kv_pool=1); x 4 bytes x "
+        "The attention maps would need about 448.0 MB in a training step (attention_at_input: "
+        "batch 32 x 1 head x 64 of 4096 queries at a time x 4096 keys (kv_pool=1); x 4 bytes x "
         "2 for forward and backward), over the memory budget of 300.0 MB. Lower "
         "train/batch_size, allow a larger attention.kv_pool, place attention deeper, or raise "
         "memory_budget_mb."
