@@ -257,10 +257,10 @@ def main() -> None:
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
         },
-        "note": "wall times on a shared 2-core machine (other jobs running): each ratio is "
-        "against a reference timed in the same process, interleaved A B / B A round by round, "
-        "warm-up excluded; ratios of medians (a burst of another job hits one measurement, of "
-        "one side), the sums' ratios beside them",
+        "note": "wall times on a 2-core machine (its load average at the end is above): each "
+        "ratio is against a reference timed in the same process, interleaved A B / B A round by "
+        "round, warm-up excluded; ratios of medians (a burst of another job hits one "
+        "measurement, of one side), the sums' ratios beside them",
     }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
