@@ -4,13 +4,13 @@ Both sides run `attn-search run`'s default job (digits, the default space, Optun
 pruning, 10 trials, 2 finalists x 5 seeds: the same trials, finalists and repeats) through
 `run_search`, each in a fresh process. The new way is the default code path. The old way is the
 same code with its private reference switches set (`attn_search.runner._reference.use(True)`):
-each finalist network fitted alone, one after the other, and the search trials' training as it
-was before the profile-driven fixes (see that module). The two sides train the same networks on
-the same batches, so their results agree (checked here: the largest difference in the
-finalists' test accuracy and in the trials' best validation accuracy is written beside the
-times).
+each finalist network fitted alone, one after the other, Keras' own optimizer updates, and the
+search trials' training as it was before the profile-driven fixes (see that module). The two
+sides train the same networks on the same batches, so their results agree up to float rounding
+(checked here: the largest difference in the finalists' test accuracy and in the trials' best
+validation accuracy is written beside the times).
 
-The machine is shared (2 cores, other people's jobs running), so the sides are interleaved
+The machine's speed drifts (2 cores, sometimes shared), so the sides are interleaved
 (old, new, then new, old, ... over `--pairs` pairs) and the figure is the ratio of the total
 wall times of `run_search`, measured in each side's process; the process wall times (start-up
 and imports included) are written too. Target: new / old <= 0.5.
@@ -106,9 +106,10 @@ def main() -> None:
         "command": "python benchmarks/bench_main_job.py"
         + (f" --pairs {args.pairs}" if args.pairs != 1 else ""),
         "note": (
-            "Each side in a fresh process, interleaved (old, new, new, old, ...) on a shared "
-            "2-core machine busy with other people's jobs: absolute times vary with the load, "
-            "the ratio is the figure. ratio = new / old of the summed run_search wall times."
+            "Each side in a fresh process, interleaved (old, new, new, old, ...) on a 2-core "
+            "machine (its load average at the end is below): absolute times vary with the load "
+            "and drift, the ratio is the figure. ratio = new / old of the summed run_search "
+            "wall times."
         ),
         "order": order,
         "old": sides["old"],
