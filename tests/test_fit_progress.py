@@ -82,6 +82,14 @@ def test_nothing_within_a_fit_when_piped_or_quiet(clock):
     )
 
 
+SMALL_SPACE = {
+    "name": "p",
+    "backbone": {"blocks": 1, "filters": 4},
+    "attention": {"placements": [1]},
+    "training": {"epochs": 2, "batch_size": 32},
+}
+
+
 class _Recorder(Progress):
     def __init__(self) -> None:
         self.calls: list[tuple] = []
@@ -99,12 +107,7 @@ def test_fit_tells_the_observer_of_every_batch_unless_keras_prints():
     from attn_search.runner import training
 
     data = load_dataset("digits", limit=200, seed=0)  # 140 training images: 4 batches of 32
-    space = {
-        "name": "p",
-        "backbone": {"blocks": 1, "filters": 4},
-        "attention": {"placements": [1]},
-        "training": {"epochs": 2, "batch_size": 32},
-    }
+    space = SMALL_SPACE
     hypermodel = AttentionCNN(space, data.info.input_shape, data.info.num_classes, family="plain")
     hp = keras_tuner.HyperParameters()
     model = hypermodel.build(hp)
@@ -127,12 +130,7 @@ def test_a_fused_finalist_fit_tells_the_observer_of_every_batch_too():
     from attn_search.runner import _fused
 
     data = load_dataset("digits", limit=200, seed=0)  # 140 training images: 4 batches of 32
-    space = {
-        "name": "p",
-        "backbone": {"blocks": 1, "filters": 4},
-        "attention": {"placements": [1]},
-        "training": {"epochs": 2, "batch_size": 32},
-    }
+    space = SMALL_SPACE
     attention = AttentionCNN(space, data.info.input_shape, data.info.num_classes)
     hp = keras_tuner.HyperParameters()
     attention.build(hp)

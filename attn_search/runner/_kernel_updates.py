@@ -75,16 +75,26 @@ def _float32(grads_and_vars) -> bool:
     )
 
 
-def _adam(optimizer: Any):
-    import tensorflow as tf
-
+def _guarded(optimizer: Any, apply):
+    """`optimizer._distributed_tf_update_step` replaced by `apply(grads_and_vars, lr)` where
+    every gradient and variable is dense float32, Keras' own update elsewhere."""
     keras_update = optimizer._distributed_tf_update_step
 
     def update(distribution, grads_and_vars, learning_rate):
+        import tensorflow as tf
+
         grads_and_vars = list(grads_and_vars)
         if not _float32(grads_and_vars):
             return keras_update(distribution, grads_and_vars, learning_rate)
-        lr = tf.cast(learning_rate, tf.float32)
+        return apply(grads_and_vars, tf.cast(learning_rate, tf.float32))
+
+    return update
+
+
+def _adam(optimizer: Any):
+    import tensorflow as tf
+
+    def apply(grads_and_vars, lr):
         step = tf.cast(optimizer.iterations + 1, tf.float32)
         beta_1 = tf.constant(optimizer.beta_1, tf.float32)
         beta_2 = tf.constant(optimizer.beta_2, tf.float32)
@@ -108,19 +118,13 @@ def _adam(optimizer: Any):
                 use_nesterov=False,
             )
 
-    return update
+    return _guarded(optimizer, apply)
 
 
 def _sgd(optimizer: Any):
     import tensorflow as tf
 
-    keras_update = optimizer._distributed_tf_update_step
-
-    def update(distribution, grads_and_vars, learning_rate):
-        grads_and_vars = list(grads_and_vars)
-        if not _float32(grads_and_vars):
-            return keras_update(distribution, grads_and_vars, learning_rate)
-        lr = tf.cast(learning_rate, tf.float32)
+    def apply(grads_and_vars, lr):
         momentum = tf.constant(optimizer.momentum, tf.float32)
         for grad, var in grads_and_vars:
             grad = tf.cast(grad, tf.float32)
@@ -138,4 +142,4 @@ def _sgd(optimizer: Any):
                 use_nesterov=False,
             )
 
-    return update
+    return _guarded(optimizer, apply)
