@@ -211,12 +211,14 @@ def postgres():
 def test_workers_on_postgresql_survive_a_killed_worker_and_keep_the_password(postgres, tmp_path):
     out = tmp_path / "run"
     env = {"ATTN_SEARCH_HEARTBEAT": "1"}
-    proc = _cli("run", *TINY, "--trials", "4", "--workers", "3", "--storage", postgres,
+    # 6 one-epoch trials of a second or two each: polled 5 times a second, so that the moment
+    # when one trial is done and another still training is not missed.
+    proc = _cli("run", *TINY, "--trials", "6", "--workers", "3", "--storage", postgres,
                 "--study", "attn-search", "--out", os.fspath(out), env=env)  # fmt: skip
     killed = None
     deadline = time.monotonic() + 400
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(1)
+        time.sleep(0.2)
         try:
             trials = _search_trials(postgres)
         except Exception:  # noqa: BLE001 - the study does not exist yet
@@ -228,7 +230,7 @@ def test_workers_on_postgresql_survive_a_killed_worker_and_keep_the_password(pos
             os.kill(killed, signal.SIGKILL)
     output, _ = proc.communicate(timeout=600)
     assert killed is not None, output
-    records = _assert_exact(postgres, 4)
+    records = _assert_exact(postgres, 6)
     assert any(r.get("interrupted") for r in records)  # the killed trial, re-run elsewhere
     keys = _units(postgres)
     assert len(keys) == len(set(keys)) == 1  # one fit group (1 finalist x 1 seed), done once

@@ -29,6 +29,7 @@ import keras
 
 from attn_search.runner._compute import apply_jit
 from attn_search.runner._fit_progress import FitProgressCallback
+from attn_search.runner._interrupt import raise_pending
 from attn_search.runner._kernel_updates import use_kernels
 from attn_search.runner.training import build_for_fit, steps_per_epoch, train_batches
 
@@ -222,6 +223,7 @@ class _PerNetwork(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        raise_pending()  # a Ctrl-C that came where Python would have ignored it
         logs = logs or {}
         for family in self.networks:
             loss = logs.get(f"{family}_loss")

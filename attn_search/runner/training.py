@@ -16,6 +16,7 @@ import numpy as np
 from attn_search.engines.base import EngineTrial
 from attn_search.runner._compute import apply_jit
 from attn_search.runner._fit_progress import FitProgressCallback
+from attn_search.runner._interrupt import raise_pending
 from attn_search.runner._kernel_updates import use_kernels
 from attn_search.runner.progress import Progress
 
@@ -46,6 +47,7 @@ class EpochCallback(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        raise_pending()  # a Ctrl-C that came where Python would have ignored it
         # TerminateOnNaN, remembering where it happened.
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
