@@ -1,7 +1,7 @@
 """Accelerator options of a run: Keras mixed precision and XLA compilation.
 
-`compute_options` holds them for the models built and trained inside it; `fit` (and any other
-place that trains a model the run built) calls `apply_jit(model)` before training, and the
+`compute_options` holds them for the models built and trained inside it; every fit the runner
+makes calls `apply_jit(model)` before training (through `training.prepare_for_fit`), and the
 runner calls `clear_session` here rather than Keras' own, which resets the dtype policy.
 """
 

@@ -27,11 +27,9 @@ from typing import Any
 
 import keras
 
-from attn_search.runner._compute import apply_jit
 from attn_search.runner._fit_progress import FitProgressCallback
 from attn_search.runner._interrupt import raise_pending
-from attn_search.runner._kernel_updates import use_kernels
-from attn_search.runner.training import build_for_fit, steps_per_epoch, train_batches
+from attn_search.runner.training import prepare_for_fit, steps_per_epoch, train_batches
 
 __all__ = ["GroupFit", "GroupModel", "build_group", "evaluate_group", "fit_group"]
 
@@ -143,9 +141,7 @@ def fit_group(
     if progress is not None and not verbose:
         callbacks.append(FitProgressCallback(progress, epochs, steps_per_epoch(data, batch)))
     train = train_batches(data, batch, seed).map(fan_out)
-    apply_jit(group.model)  # --jit-compile
-    use_kernels(group.model)
-    build_for_fit(group.model, train)
+    prepare_for_fit(group.model, train)
     t0 = time.monotonic()
     history = group.model.fit(
         train,

@@ -20,7 +20,15 @@ from attn_search.runner._interrupt import raise_pending
 from attn_search.runner._kernel_updates import use_kernels
 from attn_search.runner.progress import Progress
 
-__all__ = ["EpochCallback", "FitResult", "build_for_fit", "fit", "reinitialize", "train_batches"]
+__all__ = [
+    "EpochCallback",
+    "FitResult",
+    "build_for_fit",
+    "fit",
+    "prepare_for_fit",
+    "reinitialize",
+    "train_batches",
+]
 
 
 class EpochCallback(keras.callbacks.Callback):
@@ -113,9 +121,7 @@ def fit(
     callbacks: list[Any] = [callback]
     if progress is not None and not verbose:
         callbacks.append(FitProgressCallback(progress, epochs, steps_per_epoch(data, batch)))
-    apply_jit(model)  # --jit-compile
-    use_kernels(model)
-    build_for_fit(model, train)
+    prepare_for_fit(model, train)
     t0 = time.monotonic()
     history = hypermodel.fit(
         hp,
@@ -154,6 +160,15 @@ def steps_per_epoch(data: Any, batch: int) -> int | None:
     n_train = int(data.info.sizes.get("train", 0))
     steps = n_train // batch if n_train >= 2 * batch else math.ceil(n_train / batch)
     return steps or None
+
+
+def prepare_for_fit(model: Any, dataset: Any) -> None:
+    """What every fit the runner makes does to its compiled model before `fit`: XLA when
+    `--jit-compile` asked for it, TensorFlow's fused optimizer kernels where exact, and the
+    optimizer's and metrics' variables created before the step is traced."""
+    apply_jit(model)
+    use_kernels(model)
+    build_for_fit(model, dataset)
 
 
 def build_for_fit(model: Any, dataset: Any) -> None:
