@@ -29,6 +29,7 @@ import keras
 
 from attn_search.runner._fit_progress import FitProgressCallback
 from attn_search.runner._interrupt import raise_pending
+from attn_search.runner._seeds import set_seed
 from attn_search.runner.training import prepare_for_fit, steps_per_epoch, train_batches
 
 __all__ = ["GroupFit", "GroupModel", "build_group", "evaluate_group", "fit_group"]
@@ -73,8 +74,9 @@ class GroupFit:
 def build_group(hypermodels: Mapping[str, Any], hp: Any, seed: int) -> GroupModel:
     """Builds each family's network from `hp` with its own weights from `seed`, and joins them.
 
-    Each network is built right after `keras.utils.set_random_seed(seed)`, as a fit alone
-    builds it, so its initial weights (and dropout's seeds) are the same.
+    Each network is built right after `set_seed(seed)` (`keras.utils.set_random_seed`, keeping
+    TensorFlow's compiled functions), as a fit alone builds it, so its initial weights (and
+    dropout's seeds) are the same.
 
     Args:
         hypermodels: Family -> its `AttentionCNN`, in the order of the outputs.
@@ -86,7 +88,7 @@ def build_group(hypermodels: Mapping[str, Any], hp: Any, seed: int) -> GroupMode
     """
     networks = {}
     for family, hypermodel in hypermodels.items():
-        keras.utils.set_random_seed(seed)
+        set_seed(seed)
         networks[family] = hypermodel.build(hp)
     first = next(iter(networks.values()))
     configs = [_optimizer_config(n.optimizer) for n in networks.values()]

@@ -9,7 +9,9 @@ of them on, `use(False)` off (the default).
 - `GC_UNFROZEN`: no `gc.freeze()` during the run, so every `keras.backend.clear_session()`
   (one per trial) walks the whole heap of TensorFlow's modules;
 - `KERAS_UPDATES`: the optimizer updates each variable with Keras' own operations instead of
-  TensorFlow's fused training kernels (`attn_search.runner._kernel_updates`).
+  TensorFlow's fused training kernels (`attn_search.runner._kernel_updates`);
+- `CLEAR_KERNELS`: seeding a fit clears TensorFlow's kernel cache (`keras.utils.set_random_seed`),
+  so a reused traced function is optimized again (`attn_search.runner._seeds`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ SOLO_FINALISTS = False
 TRACE_IN_FIT = False
 GC_UNFROZEN = False
 KERAS_UPDATES = False
+CLEAR_KERNELS = False
 
 
 def use(old: bool) -> None:
     """Switches every reference path on (`True`) or off (`False`)."""
-    global SOLO_FINALISTS, TRACE_IN_FIT, GC_UNFROZEN, KERAS_UPDATES
-    SOLO_FINALISTS = TRACE_IN_FIT = GC_UNFROZEN = KERAS_UPDATES = bool(old)
+    global SOLO_FINALISTS, TRACE_IN_FIT, GC_UNFROZEN, KERAS_UPDATES, CLEAR_KERNELS
+    SOLO_FINALISTS = TRACE_IN_FIT = GC_UNFROZEN = KERAS_UPDATES = CLEAR_KERNELS = bool(old)

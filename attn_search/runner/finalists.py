@@ -273,16 +273,15 @@ def _measured(entry: dict[str, Any], hypermodel, hp, model, result, epochs: int)
 
 def _fit_one(run: Run, fit: planning.FinalistFit, reuse):
     """Trains and tests one network alone; returns its entry and what the next fit may reuse."""
-    import keras
-
     from attn_search.runner._compute import clear_session
+    from attn_search.runner._seeds import set_seed
     from attn_search.runner.training import fit as fit_model
     from attn_search.runner.training import reinitialize
 
     if reuse is None or reuse[0] != (fit.rank, fit.family):
         reuse = None
         clear_session()  # collects garbage too
-    keras.utils.set_random_seed(fit.seed)
+    set_seed(fit.seed)
     hypermodel = run.hypermodels[fit.family]
     hp = _hp(fit.record)
     data = _data(run, fit.seed, fit.fold)

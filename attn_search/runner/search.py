@@ -132,9 +132,8 @@ def _announce(run: Run, records: list[dict[str, Any]]) -> None:
 def run_trial(run: Run, trial: EngineTrial, records: list[dict[str, Any]]) -> dict[str, Any]:
     """Builds, trains and measures one search trial; returns its record. Never raises for a
     failed trial (NaN, out of memory, any exception): the record says `failed` and why."""
-    import keras
-
     from attn_search.runner._compute import clear_session
+    from attn_search.runner._seeds import set_seed
     from attn_search.runner.training import fit
 
     c = run.config
@@ -148,7 +147,7 @@ def run_trial(run: Run, trial: EngineTrial, records: list[dict[str, Any]]) -> di
     )
     seed = c.seed + trial.number
     clear_session()  # and garbage collection: memory stays flat over trials
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)
     record: dict[str, Any] = {
         "trial_id": trial.number,
         "engine": run.engine.name,
