@@ -108,6 +108,23 @@ def test_streamed_folder_decodes_natively_to_the_pixels_held_in_memory(folder):
     np.testing.assert_array_equal(xs, xm)
 
 
+def test_streamed_folder_gives_the_shuffled_batches_held_in_memory(folder):
+    """Decoded a batch at a time: the same batches, in the same order, as the data held in
+    memory, epoch after epoch, the last one short."""
+    memory = load_dataset(folder, val_fraction=0, test_fraction=0)
+    streamed = load_dataset(folder, val_fraction=0, test_fraction=0, in_memory_limit_mb=0)
+    n = memory.info.sizes["train"]
+    assert n % 3
+    s_batches, m_batches = streamed.train(3, seed=11), memory.train(3, seed=11)
+    for _ in range(2):  # reshuffled each pass, the same way
+        pairs = list(zip(s_batches, m_batches, strict=True))
+        assert len(pairs) == -(-n // 3)
+        for (xs, ys), (xm, ym) in pairs:
+            assert xs.dtype == xm.dtype == "float32"
+            np.testing.assert_array_equal(ys.numpy(), ym.numpy())
+            np.testing.assert_array_equal(xs.numpy(), xm.numpy())
+
+
 def test_grey_folder_streams_grey_palettes_through_pil(tmp_path):
     root = tmp_path / "g"
     rng = np.random.default_rng(1)

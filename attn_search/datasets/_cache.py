@@ -20,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
-_FILL_BATCH = 256  # images decoded per step while the cache is written
+FILL_BATCH = 256  # images decoded per step while the cache is written
 
 
 def cache_file(
@@ -39,7 +39,7 @@ def cached_images(path: pathlib.Path, decoded: tf.data.Dataset, n: int, shape: t
 
     Args:
         path: The cache file (see `cache_file`).
-        decoded: The split's ``(uint8 image, label)`` pairs, in the split's order.
+        decoded: The split's batches ``(uint8 images, labels)``, in the split's order.
         n: The number of images.
         shape: ``(H, W, C)``.
     """
@@ -50,7 +50,7 @@ def cached_images(path: pathlib.Path, decoded: tf.data.Dataset, n: int, shape: t
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         images = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(n, *shape))
         start = 0
-        for batch, _ in decoded.batch(_FILL_BATCH).prefetch(2):
+        for batch, _ in decoded.prefetch(2):
             images[start : start + len(batch)] = batch.numpy()
             start += len(batch)
         images.flush()
@@ -75,8 +75,8 @@ def batches(
         split: The split's name.
         xy: The split's file paths and labels.
         shape: ``(H, W, C)``.
-        decoded: The split's ``(uint8 image, label)`` pairs in order, read only to write the
-            cache file when it is missing.
+        decoded: The split's batches ``(uint8 images, labels)`` in order, read only to write
+            the cache file when it is missing.
         order: The indices (int64) in the order to read them, shuffled or not: the same order
             as data held in memory.
         batch_size: Examples per batch.
