@@ -114,6 +114,36 @@ def test_the_groups_training_step_is_traced_once(together):
     assert together[3] == 1
 
 
+def test_a_renewed_group_trains_as_a_new_one_without_tracing_again(parts, together):
+    """A group fitted with another seed, then renewed with the test's seed (the next seed of a
+    finalist): each network ends with the weights of a new group fitted with that seed, the
+    optimizer restarting from step 0, and the training step is not traced again."""
+    import keras
+
+    from attn_search.runner import _fused
+
+    data, hypermodels, hp = parts
+    keras.backend.clear_session()
+    group = _fused.build_group(hypermodels, hp, SEED + 1)
+    traces, step = [], group.model.train_step
+    group.model.train_step = lambda batch: traces.append(1) or step(batch)
+    fit = {"early_stopping": _stopper, "batch": BATCH, "epochs": EPOCHS}
+    _fused.fit_group(group, data, seed=SEED + 1, **fit)
+    assert int(group.model.optimizer.iterations) > 0
+    assert _fused.renew_group(group, hypermodels, hp, SEED)
+    assert int(group.model.optimizer.iterations) == 0
+    fits = _fused.fit_group(group, data, seed=SEED, **fit)
+    assert len(traces) == 1
+    assert {f: fits[f].epochs for f in FAMILIES} == {f: together[1][f].epochs for f in FAMILIES}
+    for family in FAMILIES:
+        for renewed, new in zip(
+            group.networks[family].get_weights(), together[0][family], strict=True
+        ):
+            np.testing.assert_allclose(renewed, new, rtol=1e-5, atol=1e-6)
+    pair = {f: hypermodels[f] for f in ("attention", "plain")}
+    assert not _fused.renew_group(group, pair, hp, SEED)  # other networks: build a new group
+
+
 def test_a_network_with_a_non_finite_loss_fails_alone(parts, together):
     """The plain network's weights are made NaN: it fails at its first batch, and the attention
     network beside it trains exactly as in the clean group."""

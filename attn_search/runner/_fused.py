@@ -30,9 +30,16 @@ import keras
 from attn_search.runner._fit_progress import FitProgressCallback
 from attn_search.runner._interrupt import raise_pending
 from attn_search.runner._seeds import set_seed
-from attn_search.runner.training import prepare_for_fit, steps_per_epoch, train_batches
+from attn_search.runner.training import (
+    copy_variables,
+    optimizer_config,
+    prepare_for_fit,
+    reset_optimizer,
+    steps_per_epoch,
+    train_batches,
+)
 
-__all__ = ["GroupFit", "GroupModel", "build_group", "evaluate_group", "fit_group"]
+__all__ = ["GroupFit", "GroupModel", "build_group", "evaluate_group", "fit_group", "renew_group"]
 
 
 @dataclasses.dataclass
@@ -86,16 +93,8 @@ def build_group(hypermodels: Mapping[str, Any], hp: Any, seed: int) -> GroupMode
     Raises:
         ValueError: When the networks' optimizers differ (then they cannot share one).
     """
-    networks = {}
-    for family, hypermodel in hypermodels.items():
-        set_seed(seed)
-        networks[family] = hypermodel.build(hp)
+    networks = _networks(hypermodels, hp, seed)
     first = next(iter(networks.values()))
-    configs = [_optimizer_config(n.optimizer) for n in networks.values()]
-    if any(c != configs[0] for c in configs):
-        raise ValueError(
-            f"The networks' optimizers differ, so they cannot train together: {configs}"
-        )
     inputs = keras.Input(shape=first.input_shape[1:], name="image")
     model = keras.Model(inputs, {f: n(inputs) for f, n in networks.items()}, name="fit_group")
     optimizer = first.optimizer
@@ -107,8 +106,35 @@ def build_group(hypermodels: Mapping[str, Any], hp: Any, seed: int) -> GroupMode
     return GroupModel(model, networks)
 
 
-def _optimizer_config(optimizer: Any) -> dict[str, Any]:
-    return {k: v for k, v in optimizer.get_config().items() if k != "name"}
+def renew_group(group: GroupModel, hypermodels: Mapping[str, Any], hp: Any, seed: int) -> bool:
+    """Restarts a fitted group from `seed`, keeping its traced functions: each network gets the
+    weights a new build with `seed` has (`build_group`), and the optimizer its built state.
+
+    Returns:
+        `False` when that cannot be done exactly (other families, shapes or optimizer): then
+        the group may have changed and must not be used; build a new one.
+    """
+    if list(group.networks) != list(hypermodels):
+        return False
+    networks = _networks(hypermodels, hp, seed)
+    for family, network in networks.items():
+        if not copy_variables(group.networks[family].variables, network.variables):
+            return False
+    config = optimizer_config(next(iter(networks.values())).optimizer)
+    return reset_optimizer(group.model, config)
+
+
+def _networks(hypermodels: Mapping[str, Any], hp: Any, seed: int) -> dict[str, Any]:
+    networks = {}
+    for family, hypermodel in hypermodels.items():
+        set_seed(seed)
+        networks[family] = hypermodel.build(hp)
+    configs = [optimizer_config(n.optimizer) for n in networks.values()]
+    if any(c != configs[0] for c in configs):
+        raise ValueError(
+            f"The networks' optimizers differ, so they cannot train together: {configs}"
+        )
+    return networks
 
 
 def fit_group(

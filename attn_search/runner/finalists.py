@@ -149,7 +149,6 @@ def _fused_group(run: Run, group: planning.FitGroup, reuse: Any) -> tuple[list, 
     from attn_search.hypermodels import early_stopping_callback
     from attn_search.runner import _fused
     from attn_search.runner._compute import clear_session
-    from attn_search.runner.training import reinitialize
 
     key = ("group", int(group.record["trial_id"]), group.families)
     if reuse is None or reuse[0] != key:
@@ -157,9 +156,12 @@ def _fused_group(run: Run, group: planning.FitGroup, reuse: Any) -> tuple[list, 
         clear_session()  # collects garbage too
     hp = _hp(group.record)
     hypermodels = {f: run.hypermodels[f] for f in group.families}
-    built = _fused.build_group(hypermodels, hp, group.seed)
-    if reuse is not None and reinitialize(reuse[1].model, built.model) is reuse[1].model:
+    if reuse is not None and _fused.renew_group(reuse[1], hypermodels, hp, group.seed):
         built = reuse[1]  # the seed's fresh weights in the previous group's traced model
+    else:
+        if reuse is not None:
+            clear_session()
+        built = _fused.build_group(hypermodels, hp, group.seed)
     early = run.space.early_stopping
     batch = _batch(hp)
     data = _data(run, group.seed, group.fold)

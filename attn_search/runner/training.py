@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import weakref
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -24,9 +26,12 @@ __all__ = [
     "EpochCallback",
     "FitResult",
     "build_for_fit",
+    "copy_variables",
     "fit",
+    "optimizer_config",
     "prepare_for_fit",
     "reinitialize",
+    "reset_optimizer",
     "train_batches",
 ]
 
@@ -197,6 +202,34 @@ def build_for_fit(model: Any, dataset: Any) -> None:
     model.compute_metrics(x, y, y_pred, sample_weight=None)
     optimizer.build(model.trainable_variables)
     model.reset_metrics()
+    # What a new build of this optimizer starts from (`reset_optimizer` puts it back).
+    _INITIAL_OPTIMIZER_STATES[optimizer] = [
+        keras.ops.convert_to_numpy(v.value) for v in optimizer.variables
+    ]
+
+
+# Optimizer -> its variables' values right after `build_for_fit` built it.
+_INITIAL_OPTIMIZER_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def reset_optimizer(model: Any, config: Mapping[str, Any]) -> bool:
+    """Puts `model`'s optimizer back to the state it was built with (zero moments, step 0,
+    its learning rate), as a new optimizer with `config` starts; `False` (nothing changed) when
+    its built state was not recorded (`build_for_fit`) or `config` is not its own."""
+    optimizer = getattr(model, "optimizer", None)
+    initial = _INITIAL_OPTIMIZER_STATES.get(optimizer) if optimizer is not None else None
+    if initial is None or optimizer_config(optimizer) != dict(config):
+        return False
+    if len(initial) != len(optimizer.variables):
+        return False
+    for variable, value in zip(optimizer.variables, initial, strict=True):
+        variable.assign(value)
+    return True
+
+
+def optimizer_config(optimizer: Any) -> dict[str, Any]:
+    """An optimizer's configuration without its name (two equal ones update alike)."""
+    return {k: v for k, v in optimizer.get_config().items() if k != "name"}
 
 
 def reinitialize(model: Any, fresh: Any) -> Any:
@@ -204,28 +237,37 @@ def reinitialize(model: Any, fresh: Any) -> Any:
 
     A repeat with another seed is then training from scratch, while the model's traced training
     and evaluation functions are reused: tracing them costs more than training small models.
-    Returns `fresh` itself when the two do not line up (nothing is reused then).
+    The optimizer goes back to the state it was built with (`reset_optimizer`), or, when that
+    was not recorded, takes that of `fresh`'s optimizer, built for it. Returns `fresh` itself
+    when the two do not line up (nothing is reused then).
     """
     try:
         optimizer = getattr(model, "optimizer", None)
         new_optimizer = getattr(fresh, "optimizer", None)
         if optimizer is None or new_optimizer is None or type(optimizer) is not type(new_optimizer):
             return fresh
+        # `variables`, not `weights`: dropout's seed-generator states restart from the seed too.
+        if not copy_variables(model.variables, fresh.variables):
+            return fresh
+        if reset_optimizer(model, optimizer_config(new_optimizer)):
+            return model
         if not getattr(new_optimizer, "built", False):
             new_optimizer.build(fresh.trainable_variables)
-        old_vars, new_vars = list(optimizer.variables), list(new_optimizer.variables)
-        if len(old_vars) != len(new_vars) or any(
-            tuple(a.shape) != tuple(b.shape) for a, b in zip(old_vars, new_vars, strict=True)
-        ):
+        if not copy_variables(optimizer.variables, new_optimizer.variables):
             return fresh
-        # `variables`, not `weights`: dropout's seed-generator states restart from the seed too.
-        pairs = list(zip(model.variables, fresh.variables, strict=True))
-        if any(tuple(a.shape) != tuple(b.shape) for a, b in pairs):
-            return fresh
-        for old, new in pairs:
-            old.assign(new)
-        for old, new in zip(old_vars, new_vars, strict=True):
-            old.assign(new)
         return model
     except (ValueError, TypeError, AttributeError):  # zip(strict=True): a ValueError
         return fresh
+
+
+def copy_variables(targets: Sequence[Any], sources: Sequence[Any]) -> bool:
+    """Assigns each source variable's value to its target; `False` (nothing assigned) when the
+    lists differ in length or in any variable's shape."""
+    targets, sources = list(targets), list(sources)
+    if len(targets) != len(sources) or any(
+        tuple(a.shape) != tuple(b.shape) for a, b in zip(targets, sources, strict=True)
+    ):
+        return False
+    for target, source in zip(targets, sources, strict=True):
+        target.assign(source)
+    return True
