@@ -28,10 +28,13 @@ def _twins(x, query_block, **kwargs):
 
 CASES = {
     # one key channel: exact row maxima, factored backward pass
-    "one-key-channel": (dict(), (2, 6, 5, 8), 7),  # 30 queries: 4 blocks of 8, 2 rows padded
+    "one-key-channel": (dict(), (2, 6, 5, 8), 7),  # 30 queries: 5 blocks, the last of 2 rows
     "heads-kv_pool": (dict(num_heads=3, kv_pool=2, filters=5), (2, 7, 6, 8), 16),
     "wide-heads": (dict(key_dim=4, value_dim=8, num_heads=2), (2, 6, 6, 8), 5),  # plain backward
     "one-query-per-block": (dict(num_heads=2, key_dim=2), (1, 4, 4, 8), 1),
+    # more blocks than UNROLLED_BLOCKS (16): the keras.ops loop, padded and not
+    "looped-one-key-channel": (dict(), (2, 6, 7, 8), 2),  # 42 queries: 21 blocks, 0 padded
+    "looped-heads-padded": (dict(num_heads=2, key_dim=3), (2, 7, 5, 8), 2),  # 35: 18, 1 padded
 }
 
 
@@ -176,3 +179,23 @@ def test_memory_guard_counts_one_block_of_queries():
         "train/batch_size, allow a larger attention.kv_pool, place attention deeper, or raise "
         "memory_budget_mb."
     )
+
+
+def test_up_to_unrolled_blocks_are_written_out_and_more_run_in_a_loop(monkeypatch):
+    from attn_search import _attention_ops as attention_ops
+
+    used = []
+    for name in ("_unrolled_blocks", "_looped_blocks"):
+        real = getattr(attention_ops, name)
+        monkeypatch.setattr(
+            attention_ops, name, lambda *a, real=real, name=name: used.append(name) or real(*a)
+        )
+    q, k, v = (keras.ops.convert_to_tensor(_rand(2, 32, d, seed=d)) for d in (2, 2, 5))
+    whole = attention_ops.softmax_attention(q, k, v)
+    assert attention_ops.UNROLLED_BLOCKS == 16
+    for block, path in ((2, "_unrolled_blocks"), (1, "_looped_blocks")):  # 16 and 32 blocks
+        out = attention_ops.blocked_softmax_attention(q, k, v, block)
+        assert used[-1] == path
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(out), keras.ops.convert_to_numpy(whole), rtol=1e-5, atol=1e-6
+        )
