@@ -18,21 +18,24 @@ from keras import ops
 _FACTORED_GRAD_MAX_COLUMNS = 16
 
 # Automatic query blocks: a block's piece of the attention matrix, (B, heads, rows, S) float32
-# values, is about `BLOCK_BYTES`, with at least `_MIN_BLOCK_ROWS` rows (each block is one trip
-# through a loop, forward and backward, and short trips cost more than they save), unless
-# that makes a block's piece larger than `_MAX_BLOCK_BYTES`: then as many rows as fit in it,
-# at least `_FLOOR_ROWS`. Measured in benchmarks/bench_layer.py on an idle 2-core CPU (32x32
-# maps, batch 16): 64-row blocks trained 1.29x as fast as the whole matrix at one head and
-# 0.93x at four, 16- and 32-row blocks 0.64-0.84x at four. The batch is unknown when
-# TensorFlow traces `fit`: then `TRACE_BATCH`.
+# values, is about `BLOCK_BYTES`. Up to `UNROLLED_BLOCKS` blocks are written out in the graph,
+# `BLOCKS_IN_FLIGHT` at a time, with at least `_MIN_UNROLLED_ROWS` rows each; when that needs
+# more blocks, they run in a `keras.ops` loop (a graph that size would take long to trace) with
+# at least `_MIN_BLOCK_ROWS` rows (each block is one trip through the loop, and short trips
+# cost more than they save), unless that makes a block's piece larger than `_MAX_BLOCK_BYTES`:
+# then as many rows as fit in it, at least `_FLOOR_ROWS`. Measured in benchmarks/bench_layer.py
+# on an idle 2-core CPU (32x32 maps, batch 16), against the whole matrix at once: written out,
+# two in flight, 64-row blocks (one head) trained 1.60x as fast and 32-row blocks (four heads)
+# 1.36x; one at a time 1.35x and 1.14x (64 rows); in the loop 1.12x and 0.96x. The batch is
+# unknown when TensorFlow traces `fit`: then `TRACE_BATCH`.
 BLOCK_BYTES = 8 * 2**20
+UNROLLED_BLOCKS = 32
+BLOCKS_IN_FLIGHT = 2
+_MIN_UNROLLED_ROWS = 32
 _MIN_BLOCK_ROWS = 64
 _MAX_BLOCK_BYTES = 64 * 2**20
 _FLOOR_ROWS = 16
 TRACE_BATCH = 32
-# Up to this many blocks are written out in the graph (faster); more run in a loop (a smaller
-# graph): see `blocked_softmax_attention`.
-UNROLLED_BLOCKS = 16
 
 
 def _with_ones(x):
@@ -62,31 +65,51 @@ def _exp_logits(q, k, row_max=None):
     return ops.exp(logits - row_max), row_max
 
 
-def _attention_forward(q, k, v1):
-    """`(e, row_max, context, denominator)` of softmax attention; v1 is `[v, 1]`."""
+def _attention_forward(q, k, v1, extra=None):
+    """`(e, row_max, context, denominator)` of softmax attention; v1 is `[v, 1]`.
+
+    With `extra` (..., S, c), also `e @ extra`, from the same matmul as the context (the
+    matrix is read once for both): then `(e, row_max, context, denominator, e @ extra)`.
+    """
     e, row_max = _exp_logits(q, k)
-    weighted = ops.matmul(e, v1)  # (..., T, dv + 1)
-    denominator = weighted[..., -1:]  # (..., T, 1)
-    return e, row_max, weighted[..., :-1] / denominator, denominator
+    right = v1 if extra is None else ops.concatenate([v1, extra], -1)
+    weighted = ops.matmul(e, right)  # (..., T, dv + 1 [+ c])
+    d_val = v1.shape[-1]
+    denominator = weighted[..., d_val - 1 : d_val]  # (..., T, 1)
+    context = weighted[..., : d_val - 1] / denominator
+    if extra is None:
+        return e, row_max, context, denominator
+    return e, row_max, context, denominator, weighted[..., d_val:]
 
 
-def _attention_backward(q, k, v1, e, upstream, context, denominator):
-    """`(d_q, d_k, d_v)` of softmax attention, from the forward pass's `e` (see below)."""
+def _factored(q, v1) -> bool:
+    """Whether the backward pass regroups its sums (`_attention_backward`)."""
+    return q.shape[-1] * v1.shape[-1] <= _FACTORED_GRAD_MAX_COLUMNS
+
+
+def _key_value_products(k, v1):
+    """`k[a] * v1[c]` for every pair of channels: (..., S, d * (dv + 1))."""
+    d_key, d_val = k.shape[-1], v1.shape[-1]
+    return ops.reshape(
+        ops.expand_dims(k, -1) * ops.expand_dims(v1, -2), (*ops.shape(k)[:-1], d_key * d_val)
+    )
+
+
+def _attention_backward(q, k, v1, e, upstream, context, denominator, e_kv=None):
+    """`(d_q, d_k, d_v)` of softmax attention, from the forward pass's `e` (see below); `e_kv`:
+    `e @ _key_value_products(k, v1)` when the forward pass computed it (factored case)."""
     d_numerator = upstream / denominator  # (..., T, dv)
     d_denominator = -ops.sum(upstream * context, axis=-1, keepdims=True) / denominator
     d_weighted = ops.concatenate([d_numerator, d_denominator], -1)  # (..., T, dv + 1)
     d_key, d_val = q.shape[-1], v1.shape[-1]
-    if d_key * d_val <= _FACTORED_GRAD_MAX_COLUMNS:
+    if _factored(q, v1):
         # dL_ij = e_ij * (d_weighted_i . v1_j) is never materialised: both reductions of
         # dL are regrouped into one matmul each with e, so the backward pass reads the
         # (T, S) matrix twice and writes nothing of that size.
         #   d_q_i[a] = sum_c d_weighted_ic * (e @ (k[a] * v1[c]))_i
         #   d_k_j[a] = sum_c v1_jc * (e^T @ (q[a] * d_weighted[c]))_j,  d_v = e^T @ d_num
-        k_v1 = ops.reshape(
-            ops.expand_dims(k, -1) * ops.expand_dims(v1, -2),
-            (*ops.shape(k)[:-1], d_key * d_val),
-        )  # (..., S, d*(dv+1))
-        e_kv = ops.matmul(e, k_v1)  # (..., T, d*(dv+1))
+        if e_kv is None:
+            e_kv = ops.matmul(e, _key_value_products(k, v1))  # (..., T, d*(dv+1))
         e_kv = ops.reshape(e_kv, (*ops.shape(e_kv)[:-1], d_key, d_val))
         d_q = ops.sum(e_kv * ops.expand_dims(d_weighted, -2), axis=-1)  # (..., T, d)
         q_dw = ops.reshape(
@@ -156,19 +179,35 @@ def query_block_size(
     Returns:
         With `requested`, `min(requested, queries)`. Automatic: all queries when the whole
         (B, heads, H*W, H_k*W_k) matrix takes at most `BLOCK_BYTES` in float32; else about
-        `BLOCK_BYTES` of it per block, but at least 64 rows unless 64 rows take more than
-        `_MAX_BLOCK_BYTES` (then as many as fit, at least 16), spread evenly over the blocks.
+        `BLOCK_BYTES` of it per block, spread evenly over the blocks, and at least 32 rows
+        when that makes at most `UNROLLED_BLOCKS` blocks (written out in the graph); more
+        blocks run in a loop, with at least 64 rows unless 64 rows take more than
+        `_MAX_BLOCK_BYTES` (then as many as fit, at least 16).
     """
     if requested is not None:
         return max(1, min(int(requested), queries))
     row_bytes = max(1, (TRACE_BATCH if batch is None else batch) * heads * keys * 4)
     rows = BLOCK_BYTES // row_bytes
-    if rows < _MIN_BLOCK_ROWS:
+    if rows >= queries:
+        return queries
+    if math.ceil(queries / max(rows, _MIN_UNROLLED_ROWS)) <= UNROLLED_BLOCKS:
+        rows = max(rows, _MIN_UNROLLED_ROWS)  # written out (see blocked_softmax_attention)
+    elif rows < _MIN_BLOCK_ROWS:
         rows = max(_FLOOR_ROWS, min(_MIN_BLOCK_ROWS, _MAX_BLOCK_BYTES // row_bytes))
     if rows >= queries:
         return queries
     blocks = math.ceil(queries / rows)
     return math.ceil(queries / blocks)  # the same rows, spread evenly: least padding
+
+
+def rows_at_once(block: int, queries: int) -> int:
+    """The query rows whose part of the matrix is alive at once with `block` rows per block:
+    `BLOCKS_IN_FLIGHT` blocks when they are written out (`blocked_softmax_attention`), one in
+    the loop, all without blocks."""
+    blocks = math.ceil(queries / max(1, block))
+    if 1 < blocks <= UNROLLED_BLOCKS:
+        return min(queries, block * BLOCKS_IN_FLIGHT)
+    return min(queries, block)
 
 
 def _to_blocks(x, block: int, blocks: int):
@@ -196,14 +235,15 @@ def blocked_softmax_attention(q, k, v, block: int):
     independent (Rabe and Staats 2021, arXiv 2112.05682). The forward pass keeps only the
     (T, dv) context and each row's maximum and normaliser; the backward pass recomputes each
     block's piece of the matrix from them. Memory then grows with `block x S` instead of
-    `T x S`, and each block's piece stays in the CPU's caches while it is used. The blocks run
-    one after another, so at most one block's matrix is alive at a time.
+    `T x S`, and each block's piece stays in the CPU's caches while it is used.
 
-    Up to `UNROLLED_BLOCKS` blocks are written out one by one in the graph, each made to wait
-    for the one before (`_after`): without the loop's machinery this trains 1.2-1.45x as fast as
-    the `keras.ops` loop below at 32x32 maps (benchmarks/bench_layer.py). More blocks than that
-    run in that loop (`keras.ops.scan` forward, `keras.ops.fori_loop` backward), which keeps
-    the graph, and the time to trace it, small.
+    Up to `UNROLLED_BLOCKS` blocks are written out one by one in the graph, at most
+    `BLOCKS_IN_FLIGHT` (2) at a time: each waits for the one `BLOCKS_IN_FLIGHT` before it
+    (`_after`), so two cores each have a block to work on while at most two blocks' matrices
+    are alive. At 32x32 maps this trains 1.36-1.60x as fast as the whole matrix at once, where
+    a loop over the blocks ran 0.96-1.12x (benchmarks/bench_layer.py). More blocks than that run
+    in such a loop (`keras.ops.scan` forward, `keras.ops.fori_loop` backward, one block at a
+    time), which keeps the graph, and the time to trace it, small.
 
     Shapes as `softmax_attention`; `block` is a Python int. One block (`block >= T`) is
     `softmax_attention` itself.
@@ -218,44 +258,54 @@ def blocked_softmax_attention(q, k, v, block: int):
 
 
 def _after(x):
-    """A zero that TensorFlow can compute only once `x` is: added to the next block's queries,
-    it makes that block wait for this one (a graph's independent ops may otherwise run at the
-    same time, each with its block's matrix). Exactly zero for any `x`, NaN included: no value
-    is both above and below zero."""
+    """A zero that TensorFlow can compute only once `x` is: added to a later block's inputs, it
+    makes that block wait for this one (a graph's independent ops may otherwise all run at
+    once, each with its block's matrix). Exactly zero for any `x`, NaN included: no value is
+    both above and below zero."""
     total = ops.sum(x)
     return ops.cast(ops.logical_and(total > 0, total < 0), x.dtype)
 
 
 def _unrolled_blocks(q, k, v, block: int, blocks: int):
-    """`blocked_softmax_attention` with each block written out, one after another."""
+    """`blocked_softmax_attention` with each block written out, `BLOCKS_IN_FLIGHT` at a time."""
 
     @ops.custom_gradient
     def attention(q, k, v):
         v1 = _with_ones(v)  # (..., S, dv + 1)
-        saved = []  # per block: (context, denominator, row_max)
+        # Factored backward pass: its product of the matrix with the keys and values comes out
+        # of the forward pass's matmul, so the backward pass reads each recomputed block once.
+        k_v1 = _key_value_products(k, v1) if _factored(q, v1) else None
+        saved = []  # per block: (context, denominator, row_max, e_kv or None)
         for i in range(blocks):
             q_i = q[..., i * block : (i + 1) * block, :]
-            if saved:
-                q_i = q_i + _after(saved[-1][0])
-            _, row_max, context_i, denominator_i = _attention_forward(q_i, k, v1)
-            saved.append((context_i, denominator_i, row_max))
+            if len(saved) >= BLOCKS_IN_FLIGHT:
+                q_i = q_i + _after(saved[-BLOCKS_IN_FLIGHT][0])
+            if k_v1 is None:
+                _, row_max, context_i, denominator_i = _attention_forward(q_i, k, v1)
+                saved.append((context_i, denominator_i, row_max, None))
+            else:
+                _, row_max, context_i, denominator_i, e_kv = _attention_forward(q_i, k, v1, k_v1)
+                saved.append((context_i, denominator_i, row_max, e_kv))
         context = ops.concatenate([s[0] for s in saved], axis=-2)  # (..., T, dv)
 
         def grad(*args, upstream=None):
             upstream = _upstream(args, upstream)
-            d_qs, d_k, d_v = [], None, None
-            for i, (context_i, denominator_i, row_max) in enumerate(saved):
+            d_qs, d_k, d_v, sums = [], None, None, []
+            for i, (context_i, denominator_i, row_max, e_kv) in enumerate(saved):
                 rows = slice(i * block, (i + 1) * block)
-                q_i = q[..., rows, :]
-                if d_qs:  # after every result of the block before
-                    q_i = q_i + _after(d_qs[-1]) + _after(d_k) + _after(d_v)
+                q_i, upstream_i = q[..., rows, :], upstream[..., rows, :]
+                if len(d_qs) >= BLOCKS_IN_FLIGHT:  # both inputs after every result of the block
+                    back = BLOCKS_IN_FLIGHT  # `BLOCKS_IN_FLIGHT` blocks before
+                    wait = _after(d_qs[-back]) + _after(sums[-back][0]) + _after(sums[-back][1])
+                    q_i, upstream_i = q_i + wait, upstream_i + wait
                 e, _ = _exp_logits(q_i, k, row_max)  # recomputed: (..., block, S)
                 d_q, d_k_i, d_v_i = _attention_backward(
-                    q_i, k, v1, e, upstream[..., rows, :], context_i, denominator_i
+                    q_i, k, v1, e, upstream_i, context_i, denominator_i, e_kv
                 )
                 d_qs.append(d_q)
                 d_k = d_k_i if d_k is None else d_k + d_k_i
                 d_v = d_v_i if d_v is None else d_v + d_v_i
+                sums.append((d_k, d_v))
             return ops.concatenate(d_qs, axis=-2), d_k, d_v
 
         return context, grad

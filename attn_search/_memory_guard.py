@@ -11,7 +11,7 @@ import os
 
 import keras
 
-from attn_search._attention_ops import query_block_size
+from attn_search._attention_ops import query_block_size, rows_at_once
 from attn_search._cnn_plan import layer_name
 from attn_search.errors import ConfigError
 
@@ -89,15 +89,17 @@ def attention_memory_bytes(
 def layer_query_rows(
     batch_size: int, height: int, width: int, num_heads: int, kv_pool: int = 1
 ) -> int:
-    """The query rows a `SelfAttentionConv2D` with automatic blocks attends at once in `fit`.
+    """The query rows a `SelfAttentionConv2D` with automatic blocks attends at once in `fit`
+    (`rows_at_once`: two blocks when they are written out in the graph, else one).
 
-    The larger of the block for this batch size and the block for an unknown batch:
+    The larger of the rows for this batch size and the rows for an unknown batch:
     TensorFlow traces `fit` without the batch size, JAX with it.
     """
     queries = height * width
     keys = math.ceil(height / kv_pool) * math.ceil(width / kv_pool)
     return max(
-        query_block_size(None, batch, num_heads, queries, keys) for batch in (batch_size, None)
+        rows_at_once(query_block_size(None, batch, num_heads, queries, keys), queries)
+        for batch in (batch_size, None)
     )
 
 

@@ -32,9 +32,9 @@ CASES = {
     "heads-kv_pool": (dict(num_heads=3, kv_pool=2, filters=5), (2, 7, 6, 8), 16),
     "wide-heads": (dict(key_dim=4, value_dim=8, num_heads=2), (2, 6, 6, 8), 5),  # plain backward
     "one-query-per-block": (dict(num_heads=2, key_dim=2), (1, 4, 4, 8), 1),
-    # more blocks than UNROLLED_BLOCKS (16): the keras.ops loop, padded and not
-    "looped-one-key-channel": (dict(), (2, 6, 7, 8), 2),  # 42 queries: 21 blocks, 0 padded
-    "looped-heads-padded": (dict(num_heads=2, key_dim=3), (2, 7, 5, 8), 2),  # 35: 18, 1 padded
+    # more blocks than UNROLLED_BLOCKS (32): the keras.ops loop, padded and not
+    "looped-one-key-channel": (dict(), (2, 6, 7, 8), 1),  # 42 queries: 42 blocks
+    "looped-heads-padded": (dict(num_heads=2, key_dim=3), (2, 10, 10, 8), 3),  # 34, 2 padded
 }
 
 
@@ -93,9 +93,11 @@ def test_block_size_rule():
     assert query_block_size(None, 32, 1, 1024, 1024) == 64
     assert query_block_size(None, None, 1, 1024, 1024) == 64  # unknown batch: TRACE_BATCH
     assert query_block_size(None, 4, 1, 1024, 1024) == 512
-    # 32x32, unknown batch, 4 heads: 16 rows by the bytes, raised to the minimum of 64
-    assert query_block_size(None, None, 4, 1024, 1024) == 64
-    # 64x64, batch 8, 4 heads: 16 rows by the bytes, 64 (32 MiB, under the 64 MiB cap)
+    # 32x32, unknown batch, 4 heads: 16 rows by the bytes, raised to the 32 rows of blocks
+    # written out in the graph (32 blocks, the most written out)
+    assert query_block_size(None, None, 4, 1024, 1024) == 32
+    # 64x64, batch 8, 4 heads: 16 rows by the bytes; 32-row blocks would be 128, too many to
+    # write out: a loop of 64-row blocks (32 MiB, under the 64 MiB cap)
     assert query_block_size(None, 8, 4, 4096, 4096) == 64
     # 64x64, unknown batch, 4 heads: 64 rows would be 128 MiB: 32 rows (64 MiB)
     assert query_block_size(None, None, 4, 4096, 4096) == 32
@@ -126,8 +128,8 @@ def test_layer_takes_the_blocked_path_with_the_automatic_block(monkeypatch):
     x = _rand(3, 32, 32, 8)
     model.fit(x, x, batch_size=2, epochs=1, verbose=0)  # traced with an unknown batch size
     # 2 heads x 1024 keys x 4 bytes per row and sample, batch taken as 32: 32 rows by the
-    # bytes, raised to the minimum of 64 rows per block
-    assert calls and set(calls) == {((None, 2, 1024, 1), 64)}
+    # bytes, 32 blocks (written out in the graph)
+    assert calls and set(calls) == {((None, 2, 1024, 1), 32)}
     calls.clear()
     SelfAttentionConv2D(num_heads=2, query_block=100)(x)  # eager: batch 3 known
     assert calls == [((3, 2, 1024, 1), 100)]
@@ -166,8 +168,10 @@ def test_memory_guard_counts_one_block_of_queries():
     # four heads: 64 rows would be 128 MiB a block, so 32 rows (64 MiB)
     assert layer_memory_bytes(32, 64, 64, 4) == 32 * 4 * 32 * 4096 * 4 * 2 + 32 * 4096 * 6144
     assert attention_memory_bytes(32, 64, 64, 1) == 32 * 4096 * 4096 * 4 * 2  # unblocked: 4 GiB
-    # batch 4 at 32x32: 512 rows for this batch, 64 for an unknown one; the larger counts
-    assert layer_query_rows(4, 32, 32, 1) == 512
+    # batch 4 at 32x32: 2 blocks of 512 rows for this batch, both alive at once (written out,
+    # two in flight); 16 blocks of 64 for an unknown one, 128 rows at once; the larger counts
+    assert layer_query_rows(4, 32, 32, 1) == 1024
+    assert layer_query_rows(32, 32, 32, 1) == 128
     # small maps: the whole map, as before
     assert layer_memory_bytes(64, 8, 8, 2) == attention_memory_bytes(64, 8, 8, 2)
     layers = [{"placement": 0, "num_heads": 1, "kv_pool": 1}]
@@ -190,10 +194,10 @@ def test_up_to_unrolled_blocks_are_written_out_and_more_run_in_a_loop(monkeypatc
         monkeypatch.setattr(
             attention_ops, name, lambda *a, real=real, name=name: used.append(name) or real(*a)
         )
-    q, k, v = (keras.ops.convert_to_tensor(_rand(2, 32, d, seed=d)) for d in (2, 2, 5))
+    q, k, v = (keras.ops.convert_to_tensor(_rand(2, 64, d, seed=d)) for d in (2, 2, 5))
     whole = attention_ops.softmax_attention(q, k, v)
-    assert attention_ops.UNROLLED_BLOCKS == 16
-    for block, path in ((2, "_unrolled_blocks"), (1, "_looped_blocks")):  # 16 and 32 blocks
+    assert attention_ops.UNROLLED_BLOCKS == 32
+    for block, path in ((2, "_unrolled_blocks"), (1, "_looped_blocks")):  # 32 and 64 blocks
         out = attention_ops.blocked_softmax_attention(q, k, v, block)
         assert used[-1] == path
         np.testing.assert_allclose(
