@@ -8,8 +8,9 @@ of one step on the full batch above the memory held before it: the kernel's high
 tensors with malloc, so `tracemalloc` would not see them.
 
 The estimate is the guard's, `attn_search._memory_guard.layer_memory_bytes`: batch x heads x
-rows x HW_k x 4 bytes x 2 (forward and backward), where rows is the layer's block of queries
-(all HW when the map is small enough to attend at once), plus 2 KB + 1 KB per head per query
+rows x HW_k x 4 bytes x 2 (forward and backward), where rows is the layer's query rows alive
+at once (all HW when the map is small enough to attend at once; two blocks where the blocks are
+written out in the graph, one where they run in a loop), plus 2 KB + 1 KB per head per query
 position and example with blocks. It should be within a factor of 2 of the measured peak, and
 above it.
 
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
         "training step",
         "command": "python benchmarks/bench_memory_guard.py",
         "estimate": "batch x heads x rows x HW_k x 4 bytes x 2 (rows: the layer's query "
-        "block), plus batch x HW x (2 KB + 1 KB x heads) with blocks "
+        "rows alive at once), plus batch x HW x (2 KB + 1 KB x heads) with blocks "
         "(_memory_guard.layer_memory_bytes)",
         "measurement": "VmHWM after one train_on_batch minus VmRSS before it, after warm-up "
         "steps with batches of 1 and 2, in a fresh process per configuration",
