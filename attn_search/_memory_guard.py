@@ -11,7 +11,7 @@ import os
 
 import keras
 
-from attn_search._attention_ops import query_block_size, rows_at_once
+from attn_search._attention_blocks import query_block_size, rows_at_once
 from attn_search._cnn_plan import layer_name
 from attn_search.errors import ConfigError
 

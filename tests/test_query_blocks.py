@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from attn_search import SelfAttentionConv2D
-from attn_search._attention_ops import BLOCK_BYTES, TRACE_BATCH, query_block_size
+from attn_search._attention_blocks import BLOCK_BYTES, TRACE_BATCH, query_block_size
 
 
 def _rand(*shape, seed=0):
@@ -186,7 +186,7 @@ def test_memory_guard_counts_one_block_of_queries():
 
 
 def test_up_to_unrolled_blocks_are_written_out_and_more_run_in_a_loop(monkeypatch):
-    from attn_search import _attention_ops as attention_ops
+    from attn_search import _attention_blocks as attention_ops
 
     used = []
     for name in ("_unrolled_blocks", "_looped_blocks"):
