@@ -4,8 +4,9 @@ Both sides run `attn-search run`'s default job (digits, the default space, Optun
 pruning, 10 trials, 2 finalists x 5 seeds: the same trials, finalists and repeats) through
 `run_search`, each in a fresh process. The new way is the default code path. The old way is the
 same code with its private reference switches set (`attn_search.runner._reference.use(True)`):
-each finalist network fitted alone, one after the other, Keras' own optimizer updates, and the
-search trials' training as it was before the profile-driven fixes (see that module). The two
+each finalist network fitted alone, one after the other, Keras' own optimizer updates, Keras'
+own seeding (which clears TensorFlow's compiled functions), and the search trials' training as
+it was before the profile-driven fixes (see that module). The two
 sides train the same networks on the same batches, so their results agree up to float rounding
 (checked here: the largest difference in the finalists' test accuracy and in the trials' best
 validation accuracy is written beside the times).
