@@ -157,12 +157,8 @@ def _unrolled_blocks(q, k, v, block: int, blocks: int):
             q_i = q[..., i * block : (i + 1) * block, :]
             if len(saved) >= BLOCKS_IN_FLIGHT:
                 q_i = q_i + _after(saved[-BLOCKS_IN_FLIGHT][0])
-            if k_v1 is None:
-                _, row_max, context_i, denominator_i = _attention_forward(q_i, k, v1)
-                saved.append((context_i, denominator_i, row_max, None))
-            else:
-                _, row_max, context_i, denominator_i, e_kv = _attention_forward(q_i, k, v1, k_v1)
-                saved.append((context_i, denominator_i, row_max, e_kv))
+            _, row_max, context_i, denominator_i, e_kv = _attention_forward(q_i, k, v1, k_v1)
+            saved.append((context_i, denominator_i, row_max, e_kv))
         context = ops.concatenate([s[0] for s in saved], axis=-2)  # (..., T, dv)
 
         def grad(*args, upstream=None):
@@ -199,7 +195,7 @@ def _looped_blocks(q, k, v, block: int, blocks: int, rows: int):
         q_blocks = _to_blocks(q, block, blocks)  # (blocks, ..., block, d)
 
         def forward(_, q_i):
-            _, row_max, context_i, denominator_i = _attention_forward(q_i, k, v1)
+            _, row_max, context_i, denominator_i, _ = _attention_forward(q_i, k, v1)
             saved_i = ops.concatenate([context_i, denominator_i, row_max], -1)
             # keras.ops.scan on TensorFlow wants the outputs shaped as the carry, which is
             # otherwise unused here; it runs the blocks strictly one after another.

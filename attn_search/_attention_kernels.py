@@ -41,10 +41,10 @@ def _exp_logits(q, k, row_max=None):
 
 
 def _attention_forward(q, k, v1, extra=None):
-    """`(e, row_max, context, denominator)` of softmax attention; v1 is `[v, 1]`.
+    """`(e, row_max, context, denominator, e_extra)` of softmax attention; v1 is `[v, 1]`.
 
-    With `extra` (..., S, c), also `e @ extra`, from the same matmul as the context (the
-    matrix is read once for both): then `(e, row_max, context, denominator, e @ extra)`.
+    `e_extra`: with `extra` (..., S, c), `e @ extra`, from the same matmul as the context (the
+    matrix is read once for both); else `None`.
     """
     e, row_max = _exp_logits(q, k)
     right = v1 if extra is None else ops.concatenate([v1, extra], -1)
@@ -52,9 +52,7 @@ def _attention_forward(q, k, v1, extra=None):
     d_val = v1.shape[-1]
     denominator = weighted[..., d_val - 1 : d_val]  # (..., T, 1)
     context = weighted[..., : d_val - 1] / denominator
-    if extra is None:
-        return e, row_max, context, denominator
-    return e, row_max, context, denominator, weighted[..., d_val:]
+    return e, row_max, context, denominator, None if extra is None else weighted[..., d_val:]
 
 
 def _factored(q, v1) -> bool:
@@ -130,7 +128,7 @@ def softmax_attention(q, k, v):
     benchmarks/bench_layer.py.
     """
     v1 = _with_ones(v)  # (..., S, dv + 1)
-    e, _, context, denominator = _attention_forward(q, k, v1)
+    e, _, context, denominator, _ = _attention_forward(q, k, v1)
 
     def grad(*args, upstream=None):
         upstream = _upstream(args, upstream)

@@ -176,8 +176,7 @@ class SelfAttentionConv2D(keras.layers.Layer):
         query_block: Query positions attended at a time on the default path (no scores,
             not fused), the backward pass recomputing each block's part of the attention
             matrix: memory grows with the block, not the map. Defaults to `None`: automatic
-            (about 8 MiB of the matrix per block, at least 32 rows when that makes at most 32
-            blocks, else at least 64); `>= H*W` turns blocks off.
+            (about 8 MiB of the matrix per block; README, "Large maps"); `>= H*W`: no blocks.
         kernel_initializer: Initializer of the 1x1 convolutions' kernels.
             Defaults to `"glorot_uniform"`.
         kernel_regularizer: Regularizer of the 1x1 convolutions' kernels. Defaults to `None`.

@@ -220,11 +220,7 @@ def reset_optimizer(model: Any, config: Mapping[str, Any]) -> bool:
     initial = _INITIAL_OPTIMIZER_STATES.get(optimizer) if optimizer is not None else None
     if initial is None or optimizer_config(optimizer) != dict(config):
         return False
-    if len(initial) != len(optimizer.variables):
-        return False
-    for variable, value in zip(optimizer.variables, initial, strict=True):
-        variable.assign(value)
-    return True
+    return copy_variables(optimizer.variables, initial)
 
 
 def optimizer_config(optimizer: Any) -> dict[str, Any]:
@@ -261,8 +257,8 @@ def reinitialize(model: Any, fresh: Any) -> Any:
 
 
 def copy_variables(targets: Sequence[Any], sources: Sequence[Any]) -> bool:
-    """Assigns each source variable's value to its target; `False` (nothing assigned) when the
-    lists differ in length or in any variable's shape."""
+    """Assigns each source's value (a variable or an array) to its target variable; `False`
+    (nothing assigned) when the lists differ in length or in any shape."""
     targets, sources = list(targets), list(sources)
     if len(targets) != len(sources) or any(
         tuple(a.shape) != tuple(b.shape) for a, b in zip(targets, sources, strict=True)
