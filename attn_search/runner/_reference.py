@@ -11,7 +11,10 @@ of them on, `use(False)` off (the default).
 - `KERAS_UPDATES`: the optimizer updates each variable with Keras' own operations instead of
   TensorFlow's fused training kernels (`attn_search.runner._kernel_updates`);
 - `CLEAR_KERNELS`: seeding a fit clears TensorFlow's kernel cache (`keras.utils.set_random_seed`),
-  so a reused traced function is optimized again (`attn_search.runner._seeds`).
+  so a reused traced function is optimized again (`attn_search.runner._seeds`);
+- `KERAS_STEP_FUNCTIONS`: Keras' own training and evaluation functions (two nested traced
+  functions and an Optional per step) instead of one direct function each
+  (`attn_search.runner._step_functions`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ TRACE_IN_FIT = False
 GC_UNFROZEN = False
 KERAS_UPDATES = False
 CLEAR_KERNELS = False
+KERAS_STEP_FUNCTIONS = False
 
 
 def use(old: bool) -> None:
     """Switches every reference path on (`True`) or off (`False`)."""
     global SOLO_FINALISTS, TRACE_IN_FIT, GC_UNFROZEN, KERAS_UPDATES, CLEAR_KERNELS
+    global KERAS_STEP_FUNCTIONS
     SOLO_FINALISTS = TRACE_IN_FIT = GC_UNFROZEN = KERAS_UPDATES = CLEAR_KERNELS = bool(old)
+    KERAS_STEP_FUNCTIONS = bool(old)

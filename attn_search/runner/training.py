@@ -20,6 +20,7 @@ from attn_search.runner._compute import apply_jit
 from attn_search.runner._fit_progress import FitProgressCallback
 from attn_search.runner._interrupt import raise_pending
 from attn_search.runner._kernel_updates import use_kernels
+from attn_search.runner._step_functions import use_direct_steps
 from attn_search.runner.progress import Progress
 
 __all__ = [
@@ -169,11 +170,13 @@ def steps_per_epoch(data: Any, batch: int) -> int | None:
 
 def prepare_for_fit(model: Any, dataset: Any) -> None:
     """What every fit the runner makes does to its compiled model before `fit`: XLA when
-    `--jit-compile` asked for it, TensorFlow's fused optimizer kernels where exact, and the
-    optimizer's and metrics' variables created before the step is traced."""
+    `--jit-compile` asked for it, TensorFlow's fused optimizer kernels where exact, the
+    optimizer's and metrics' variables created before the step is traced, and one traced
+    function per step (`use_direct_steps`)."""
     apply_jit(model)
     use_kernels(model)
     build_for_fit(model, dataset)
+    use_direct_steps(model)
 
 
 def build_for_fit(model: Any, dataset: Any) -> None:
