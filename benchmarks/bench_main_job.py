@@ -44,7 +44,25 @@ def _side(which: str, out: str) -> None:
     seconds = time.perf_counter() - t0
     with open(os.path.join(out, "run.json")) as f:
         timings = json.load(f)["timings"]
-    print(json.dumps({"run_search_seconds": seconds, **timings}))
+    print(json.dumps({"run_search_seconds": seconds, **timings, **_work(out)}))
+
+
+def _work(out: str) -> dict:
+    """What a side trained: the run's search and finalists depend on float rounding (a pruning
+    decision, the ranking of two close trials), so each side's work is written beside its time."""
+    import pandas as pd
+
+    board = pd.read_csv(os.path.join(out, "leaderboard.csv"))
+    with open(os.path.join(out, "finalists.json")) as f:
+        runs = json.load(f)["runs"]
+    finalists = sorted({r["trial_id"] for r in runs})
+    params = dict(zip(board["trial_id"], board["params"], strict=True))
+    return {
+        "trial_epochs": int(board["epochs"].sum()),
+        "finalists": finalists,
+        "finalist_params": [int(params[t]) for t in finalists if t in params],
+        "finalist_epochs": int(sum(r["epochs"] for r in runs)),
+    }
 
 
 def _results(out: str) -> tuple[dict, dict]:

@@ -83,3 +83,50 @@ def test_run_with_mixed_float16_and_xla_gives_finite_results(tmp_path, monkeypat
     accuracy = result.leaderboard["best_val_accuracy"].astype(float)
     assert len(accuracy) == 1 and np.isfinite(accuracy).all()
     assert (result.leaderboard["status"] == "complete").all()
+
+
+def _grappler_off() -> bool:
+    import tensorflow as tf
+
+    return tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+
+
+def test_graph_optimizer_is_off_during_a_run_on_cpu_and_restored(tmp_path, monkeypatch):
+    seen = []
+    fit = keras.Model.fit
+
+    def spy(model, *args, **kwargs):
+        seen.append(_grappler_off())
+        return fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    assert not _grappler_off()
+    run_search(
+        dataset="digits", limit=100, trials=1, max_epochs=1, finalists=0, quiet=True,
+        out=str(tmp_path / "run"),
+    )  # fmt: skip
+    assert seen == [True]
+    assert not _grappler_off()
+
+
+@pytest.mark.parametrize("why", ["gpu", "reference", "already off"])
+def test_graph_optimizer_is_left_alone_with_a_gpu_or_the_old_way(why, monkeypatch):
+    import tensorflow as tf
+
+    from attn_search.runner import _reference
+    from attn_search.runner._compute import graph_optimizer_off_on_cpu
+
+    if why == "gpu":
+        gpu = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
+        monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [gpu])
+    elif why == "reference":
+        monkeypatch.setattr(_reference, "GRAPPLER", True)
+    else:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        with graph_optimizer_off_on_cpu() as switched:
+            assert switched == (why == "already off")
+            assert _grappler_off() == (why == "already off")
+        assert _grappler_off() == (why == "already off")  # as it was before
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})

@@ -120,11 +120,11 @@ def run_search(
         from attn_search.runner.workers import run_workers
 
         return run_workers(config, progress)
-    from attn_search.runner._compute import compute_options
+    from attn_search.runner._compute import compute_options, graph_optimizer_off_on_cpu
 
     t_start = time.monotonic()
     accelerate = compute_options(config.mixed_precision, config.jit_compile)
-    with _quiet_retracing(config.verbose), accelerate:
+    with _quiet_retracing(config.verbose), graph_optimizer_off_on_cpu(), accelerate:
         run = open_run(config, progress)
         with _frozen_heap():
             try:

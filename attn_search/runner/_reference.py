@@ -14,7 +14,9 @@ of them on, `use(False)` off (the default).
   so a reused traced function is optimized again (`attn_search.runner._seeds`);
 - `KERAS_STEP_FUNCTIONS`: Keras' own training and evaluation functions (two nested traced
   functions and an Optional per step) instead of one direct function each
-  (`attn_search.runner._step_functions`).
+  (`attn_search.runner._step_functions`);
+- `GRAPPLER`: TensorFlow's graph optimizer stays on for a run on a machine without a GPU
+  (`attn_search.runner._compute.graph_optimizer_off_on_cpu`).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ GC_UNFROZEN = False
 KERAS_UPDATES = False
 CLEAR_KERNELS = False
 KERAS_STEP_FUNCTIONS = False
+GRAPPLER = False
 
 
 def use(old: bool) -> None:
     """Switches every reference path on (`True`) or off (`False`)."""
     global SOLO_FINALISTS, TRACE_IN_FIT, GC_UNFROZEN, KERAS_UPDATES, CLEAR_KERNELS
-    global KERAS_STEP_FUNCTIONS
+    global KERAS_STEP_FUNCTIONS, GRAPPLER
     SOLO_FINALISTS = TRACE_IN_FIT = GC_UNFROZEN = KERAS_UPDATES = CLEAR_KERNELS = bool(old)
-    KERAS_STEP_FUNCTIONS = bool(old)
+    KERAS_STEP_FUNCTIONS = GRAPPLER = bool(old)

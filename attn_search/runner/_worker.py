@@ -20,7 +20,7 @@ def main() -> int:
 
     install()  # before the imports below, which take seconds
     from attn_search.runner import RunConfig, _execute, _frozen_heap, _quiet_retracing
-    from attn_search.runner._compute import compute_options
+    from attn_search.runner._compute import compute_options, graph_optimizer_off_on_cpu
     from attn_search.runner.progress import ProgressPrinter
     from attn_search.runner.setup import open_run
 
@@ -28,7 +28,7 @@ def main() -> int:
         config = RunConfig(**json.loads(sys.stdin.read()))
         config.validate()
         accelerate = compute_options(config.mixed_precision, config.jit_compile)
-        with _quiet_retracing(config.verbose), accelerate:
+        with _quiet_retracing(config.verbose), graph_optimizer_off_on_cpu(), accelerate:
             run = open_run(config, ProgressPrinter(config.trials, quiet=config.quiet))
             with _frozen_heap():
                 _execute(run, time.monotonic(), report=False)  # the run folder's one report
