@@ -5,11 +5,14 @@ pruning, 10 trials, 2 finalists x 5 seeds: the same trials, finalists and repeat
 `run_search`, each in a fresh process. The new way is the default code path. The old way is the
 same code with its private reference switches set (`attn_search.runner._reference.use(True)`):
 each finalist network fitted alone, one after the other, Keras' own optimizer updates, Keras'
-own seeding (which clears TensorFlow's compiled functions), and the search trials' training as
-it was before the profile-driven fixes (see that module). The two
-sides train the same networks on the same batches, so their results agree up to float rounding
-(checked here: the largest difference in the finalists' test accuracy and in the trials' best
-validation accuracy is written beside the times).
+own seeding (which clears TensorFlow's compiled functions), Keras' own step functions,
+TensorFlow's graph optimizer on, and the search trials' training as it was before the
+profile-driven fixes (see that module). The two sides train the same networks on the same
+batches, so their results agree up to float rounding (checked here: the largest difference in
+the finalists' test accuracy and in the trials' best validation accuracy is written beside the
+times). A rounding difference can still move a pruning decision or the ranking of two close
+trials, so each side's work (its trials' epochs, its finalists, their sizes and epochs) is
+written beside its time too.
 
 The machine's speed drifts (2 cores, sometimes shared), so the sides are interleaved
 (old, new, then new, old, ... over `--pairs` pairs) and the figure is the ratio of the total
