@@ -72,7 +72,7 @@ def graph_optimizer_off_on_cpu() -> Iterator[bool]:
     yields whether it did.
 
     On CPU it made no training step of the search's networks faster (attention CNNs on 32x32x3
-    images, batch 64: 28.3 ms a step without it against 29.2 ms with it at 16 filters, 131.4
+    images, batch 64: 28.3 ms a step without it against 29.2 ms with it at 16 filters, 131.8
     against 130.9 ms at 64 filters; the digits trials alike), while it runs on the first call of
     every traced function and, in tf.data, on the map functions of every new iterator (1.0 ms
     to start one without it, 3.0 ms with it): 4% of the default job. With a GPU it stays on (its
