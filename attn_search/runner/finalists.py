@@ -151,16 +151,13 @@ def _fused_group(run: Run, group: planning.FitGroup, reuse: Any) -> tuple[list, 
     from attn_search.runner._compute import clear_session
 
     key = ("group", int(group.record["trial_id"]), group.families)
-    if reuse is None or reuse[0] != key:
-        reuse = None
-        clear_session()  # collects garbage too
     hp = _hp(group.record)
     hypermodels = {f: run.hypermodels[f] for f in group.families}
-    if reuse is not None and _fused.renew_group(reuse[1], hypermodels, hp, group.seed):
+    same = reuse is not None and reuse[0] == key
+    if same and _fused.renew_group(reuse[1], hypermodels, hp, group.seed):
         built = reuse[1]  # the seed's fresh weights in the previous group's traced model
     else:
-        if reuse is not None:
-            clear_session()
+        clear_session()  # collects garbage too
         built = _fused.build_group(hypermodels, hp, group.seed)
     early = run.space.early_stopping
     batch = _batch(hp)
